@@ -1,0 +1,212 @@
+"""Settings: the one object that knows the profile, paths, service addresses and prices.
+
+This module is the only reader of ``WORKBENCH_*`` environment variables and of ``workbench.toml``;
+everything else receives a :class:`Settings` and passes it down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from workbench.errors import ConfigError
+
+Profile = Literal["local", "cluster"]
+_PROFILES = ("local", "cluster")
+_ENV_PREFIX = "WORKBENCH_"
+
+
+@dataclass(frozen=True)
+class Prices:
+    """Hourly prices used for cost estimates (clearly labelled as estimates wherever shown)."""
+
+    cpu_hour_usd: float = 0.05
+    gpu_hour_usd: float = 2.50
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where things live and how to reach the engines.
+
+    In the ``local`` profile the services run under ``state_dir`` on 127.0.0.1; in the ``cluster``
+    profile ``mlflow_uri`` and ``ray_address`` point at existing services and nothing is started.
+    """
+
+    profile: Profile = "local"
+    project_dir: Path = field(default_factory=Path.cwd)
+    state_dir: Path = Path()  # defaults to <project_dir>/.workbench
+    host: str = "127.0.0.1"
+    mlflow_port: int = 5000
+    ray_port: int = 6380
+    ray_dashboard_port: int = 8265
+    ray_num_cpus: int = 2
+    ray_object_store_bytes: int = 536_870_912
+    mlflow_uri: str = ""  # defaults to http://<host>:<mlflow_port>
+    ray_address: str = ""  # the Jobs API (dashboard) address; defaults to http://<host>:<ray_dashboard_port>
+    experiment: str = "fraud-detection"
+    feast_online_store: str = "sqlite"  # sqlite | redis | postgres
+    feast_online_store_connection: str = ""  # e.g. "localhost:6379" for redis
+    service_timeout_s: float = 120.0
+    request_timeout_s: float = 10.0
+    prices: Prices = field(default_factory=Prices)
+
+    def __post_init__(self) -> None:
+        if self.profile not in _PROFILES:
+            raise ConfigError(f"profile must be one of {_PROFILES}, got {self.profile!r}")
+        object.__setattr__(self, "project_dir", Path(self.project_dir).resolve())
+        if self.state_dir == Path():
+            object.__setattr__(self, "state_dir", self.project_dir / ".workbench")
+        else:
+            object.__setattr__(self, "state_dir", Path(self.state_dir).resolve())
+        for name in ("mlflow_port", "ray_port", "ray_dashboard_port"):
+            port = getattr(self, name)
+            if not 1 <= port <= 65535:
+                raise ConfigError(f"{name} must be a TCP port (1-65535), got {port}")
+        if not self.mlflow_uri:
+            object.__setattr__(self, "mlflow_uri", f"http://{self.host}:{self.mlflow_port}")
+        if not self.ray_address:
+            object.__setattr__(self, "ray_address", f"http://{self.host}:{self.ray_dashboard_port}")
+
+    # Paths under the state directory ------------------------------------------------------------
+    @property
+    def services_dir(self) -> Path:
+        return self.state_dir / "services"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.state_dir / "mlflow"
+
+    @property
+    def ray_dir(self) -> Path:
+        return self.state_dir / "ray"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.state_dir / "datasets"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.state_dir / "feast"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.state_dir / "runs"
+
+    @property
+    def lineage_dir(self) -> Path:
+        return self.state_dir / "lineage"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.state_dir / "checkpoints"
+
+    @property
+    def ray_gcs_address(self) -> str:
+        return f"{self.host}:{self.ray_port}"
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (paths derived from them are recomputed)."""
+        current = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if "project_dir" in changes and "state_dir" not in changes:
+            current["state_dir"] = Path()
+        if "mlflow_port" in changes and "mlflow_uri" not in changes:
+            current["mlflow_uri"] = ""
+        if "ray_dashboard_port" in changes and "ray_address" not in changes:
+            current["ray_address"] = ""
+        current.update(changes)
+        return Settings(**current)
+
+    def engine_env(self) -> dict[str, str]:
+        """Environment that every Ray/MLflow process we start (or job we submit) must carry."""
+        return {
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "MLFLOW_TRACKING_URI": self.mlflow_uri,
+            "GIT_PYTHON_REFRESH": "quiet",
+        }
+
+
+def _coerce(name: str, raw: Any, target: Any) -> Any:
+    try:
+        if isinstance(target, bool):
+            return str(raw).lower() in ("1", "true", "yes", "on") if isinstance(raw, str) else bool(raw)
+        if isinstance(target, int):
+            return int(raw)
+        if isinstance(target, float):
+            return float(raw)
+        if isinstance(target, Path):
+            return Path(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name!r} must be a {type(target).__name__}, got {raw!r}") from exc
+    return str(raw)
+
+
+def find_project_dir(start: Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` holding workbench.toml, else ``start`` itself."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "workbench.toml").is_file():
+            return folder
+    return here
+
+
+def load_settings(
+    project_dir: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build Settings from defaults, then ``workbench.toml``, then ``WORKBENCH_*``, then ``overrides``.
+
+    ``workbench.toml`` may have a top-level table and a ``[profiles.<name>]`` table per profile; the
+    profile's table wins over the top level.
+    """
+    env = os.environ if env is None else env
+    root = Path(project_dir).resolve() if project_dir else find_project_dir()
+    defaults = Settings(project_dir=root)
+    known = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {}
+    prices: dict[str, float] = {}
+
+    toml_path = root / "workbench.toml"
+    file_values: dict[str, Any] = {}
+    if toml_path.is_file():
+        try:
+            file_values = tomllib.loads(toml_path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{toml_path} is not valid TOML: {exc}") from exc
+    profile = str(overrides.get("profile") or env.get(_ENV_PREFIX + "PROFILE") or file_values.get("profile")
+                  or "local")
+    layered = {k: v for k, v in file_values.items() if k not in ("profiles", "prices")}
+    prices.update(file_values.get("prices", {}))
+    profile_table = file_values.get("profiles", {}).get(profile, {})
+    prices.update(profile_table.pop("prices", {}) if isinstance(profile_table, dict) else {})
+    layered.update(profile_table)
+    for key, raw in layered.items():
+        if key not in known:
+            raise ConfigError(f"unknown setting {key!r} in {toml_path}; known: {sorted(known)}")
+        values[key] = _coerce(key, raw, known[key])
+
+    for var, raw in env.items():
+        if not var.startswith(_ENV_PREFIX):
+            continue
+        key = var[len(_ENV_PREFIX):].lower()
+        if key.startswith("price_"):
+            prices[key[len("price_"):]] = float(raw)
+        elif key in known and key != "prices":
+            values[key] = _coerce(key, raw, known[key])
+        # unrelated WORKBENCH_* variables (for example the test suite's own) are ignored
+    values.update(overrides)
+    values["profile"] = profile
+    values.setdefault("project_dir", root)
+    if prices:
+        try:
+            values["prices"] = Prices(**{k: float(v) for k, v in prices.items()})
+        except TypeError as exc:
+            raise ConfigError(f"unknown price in settings: {sorted(prices)}; known: cpu_hour_usd, "
+                              "gpu_hour_usd") from exc
+    return Settings(**values)

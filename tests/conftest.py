@@ -1,0 +1,46 @@
+"""Shared fixtures: one set of real services (MLflow server, Ray head) for the whole session.
+
+The services run under `.workbench-test/` on ports apart from the demo's, so `make test` does not
+disturb a `make demo` stack. Set WORKBENCH_TEST_KEEP_SERVICES=1 to leave them running between runs
+(`up` is idempotent, so the next session reuses them).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from workbench.config import Settings
+from workbench.services import ServiceManager
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_STATE = ROOT / ".workbench-test"
+
+# Ports outside Ray's default worker range (10002-19999) and away from the demo's defaults.
+TEST_PORTS = {"mlflow_port": 25000, "ray_port": 26379, "ray_dashboard_port": 28265}
+
+
+def make_test_settings(**changes: object) -> Settings:
+    base = Settings(project_dir=ROOT, state_dir=TEST_STATE, experiment="workbench-tests", **TEST_PORTS)
+    return base.replace(**changes) if changes else base
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Settings]:
+    """Real MLflow tracking server and Ray head, started once per test session."""
+    settings = make_test_settings()
+    manager = ServiceManager(settings)
+    manager.up()
+    os.environ.update(settings.engine_env())  # drivers in this process talk to our services only
+    yield settings
+    if os.environ.get("WORKBENCH_TEST_KEEP_SERVICES") != "1":
+        manager.down()
+
+
+@pytest.fixture()
+def settings(tmp_path: Path) -> Settings:
+    """Settings whose state lives in a fresh folder; no services."""
+    return Settings(project_dir=tmp_path, **TEST_PORTS)

@@ -1,0 +1,182 @@
+"""Where a dataset's files are and how DuckDB reads them; shared by validation, paging and profiling.
+
+A *source* is a Parquet or CSV file, a folder of them, or anything with a ``path`` attribute (such as a
+:class:`~workbench.data.catalog.DatasetVersion`). Resolving it once, with clear errors, keeps every
+entry point from handing DuckDB a path it would fail on with a less helpful message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import duckdb
+
+from workbench.errors import InvalidInput, NotFound
+
+Format = Literal["parquet", "csv"]
+_EXTENSIONS: dict[str, Format] = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+VIEW = "src"  # the name every query uses for the dataset
+DEFAULT_MEMORY_LIMIT = "2GB"
+
+
+class HasPath(Protocol):
+    @property
+    def path(self) -> str | Path: ...
+
+
+Source = str | Path | HasPath
+
+
+@dataclass(frozen=True)
+class DataFiles:
+    """The resolved files of a dataset, in sorted relative-path order (the order rows are read in)."""
+
+    root: Path
+    files: tuple[Path, ...]
+    format: Format
+
+    def relative(self) -> list[str]:
+        if self.root.is_file():
+            return [self.root.name]
+        return [f.relative_to(self.root).as_posix() for f in self.files]
+
+    def describe(self) -> str:
+        return str(self.root)
+
+
+def file_format(path: Path) -> Format | None:
+    """The format named by a file's extension (``.csv.gz`` counts as CSV), or None."""
+    name = path.name.lower()
+    if name.endswith(".csv.gz"):
+        return "csv"
+    return _EXTENSIONS.get(path.suffix.lower())
+
+
+def _hidden(rel: Path) -> bool:
+    # Spark/Hadoop markers (_SUCCESS, _metadata, .crc files) and dot-files are not data.
+    return any(part.startswith((".", "_")) for part in rel.parts)
+
+
+def resolve(source: Source) -> DataFiles:
+    """Resolve a source to its data files; NotFound if missing, InvalidInput if unusable."""
+    raw = source if isinstance(source, str | os.PathLike) else getattr(source, "path", None)
+    if raw is None:
+        raise InvalidInput(f"expected a file or folder path (or a dataset version), got {source!r}")
+    root = Path(raw).expanduser()
+    if not root.exists():
+        raise NotFound(f"dataset path {root} does not exist")
+    if root.is_file():
+        fmt = file_format(root)
+        if fmt is None:
+            raise InvalidInput(f"{root}: unsupported file type; expected .parquet, .pq, .csv or .csv.gz")
+        return DataFiles(root.resolve(), (root.resolve(),), fmt)
+    files: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in filenames:
+            path = Path(dirpath) / name
+            if _hidden(path.relative_to(root)):
+                continue
+            if file_format(path) is None:
+                raise InvalidInput(f"{path}: unsupported file type in dataset folder {root}; expected only "
+                                   ".parquet, .pq, .csv or .csv.gz files")
+            files.append(path.resolve())
+    if not files:
+        raise InvalidInput(f"dataset folder {root} holds no Parquet or CSV files")
+    root = root.resolve()
+    files.sort(key=lambda p: p.relative_to(root).as_posix())
+    formats = {file_format(f) for f in files}
+    if len(formats) > 1:
+        raise InvalidInput(f"dataset folder {root} mixes Parquet and CSV files; keep one format per dataset")
+    fmt = file_format(files[0])
+    assert fmt is not None
+    return DataFiles(root, tuple(files), fmt)
+
+
+def connect(threads: int | None = None, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection that stays within a memory budget and the machine's cores."""
+    threads = threads or max(1, min(os.cpu_count() or 1, 8))
+    try:
+        con = duckdb.connect(config={"threads": threads, "memory_limit": memory_limit})
+        # Timestamps come back in UTC whatever the machine's zone (ICU is built into DuckDB).
+        con.execute("LOAD icu")
+        con.execute("SET TimeZone = 'UTC'")
+    except duckdb.Error as exc:  # pragma: no cover - only with a broken DuckDB install
+        raise InvalidInput(f"could not open DuckDB: {exc}") from exc
+    return con
+
+
+def scan_sql(data: DataFiles) -> str:
+    """The table function reading the files; the file list is bound as parameter ``$files``."""
+    if data.format == "parquet":
+        return "read_parquet($files)"
+    return "read_csv($files, header = true, auto_detect = true)"
+
+
+def params(data: DataFiles, **extra: Any) -> dict[str, Any]:
+    return {"files": [str(f) for f in data.files], **extra}
+
+
+@contextmanager
+def errors_as_invalid_input(data: DataFiles, doing: str) -> Iterator[None]:
+    """Turn DuckDB's errors about a broken or mismatching file into InvalidInput naming the dataset."""
+    try:
+        yield
+    except duckdb.Error as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidInput(f"could not {doing} {data.describe()}: {detail}") from exc
+
+
+def quote_ident(name: str) -> str:
+    """Quote an identifier for DuckDB; callers still check the name against the dataset's columns."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def columns_of(con: duckdb.DuckDBPyConnection, data: DataFiles) -> dict[str, str]:
+    """Column name -> DuckDB type, in file order."""
+    with errors_as_invalid_input(data, "read the columns of"):
+        rows = con.execute(f"DESCRIBE SELECT * FROM {scan_sql(data)}", params(data)).fetchall()
+    return {str(r[0]): str(r[1]) for r in rows}
+
+
+def count_rows(con: duckdb.DuckDBPyConnection, data: DataFiles) -> int:
+    with errors_as_invalid_input(data, "count the rows of"):
+        row = con.execute(f"SELECT count(*) FROM {scan_sql(data)}", params(data)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def row_id_sql(data: DataFiles) -> tuple[str, str]:
+    """Expressions (file index, row number within the file) identifying a row, for stable order.
+
+    Parquet exposes these as virtual columns at no cost. CSV has none, so rows are numbered in read
+    order (DuckDB preserves insertion order), which is fine for the small CSVs users bring.
+    """
+    if data.format == "parquet":
+        return "file_index", "file_row_number"
+    return "file_index", "(row_number() OVER (PARTITION BY file_index) - 1)"
+
+
+_INT_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+              "UBIGINT", "UHUGEINT"}
+_FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL"}
+
+
+def logical_type(duck_type: str) -> str:
+    """Map a DuckDB type to the schema's dtypes: int, float, string, bool, timestamp (or other)."""
+    t = duck_type.upper().strip()
+    if t in _INT_TYPES:
+        return "int"
+    if t in _FLOAT_TYPES or t.startswith("DECIMAL"):
+        return "float"
+    if t == "VARCHAR" or t.startswith("VARCHAR("):
+        return "string"
+    if t == "BOOLEAN":
+        return "bool"
+    if t.startswith("TIMESTAMP") or t == "DATE":
+        return "timestamp"
+    return "other"

@@ -7,6 +7,7 @@ nothing is started; `status` checks that the configured services answer.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import sys
 import time
@@ -114,7 +115,7 @@ class ServiceManager:
             raise
         try:
             for name, (proc, log) in starting:
-                wait_until(lambda n=name: self._healthy(n), self.settings.service_timeout_s, proc, name,
+                wait_until(functools.partial(self._healthy, name), self.settings.service_timeout_s, proc, name,
                            log)
         except ServiceUnavailable:
             self.down(tuple(name for name, _ in starting))  # leave nothing half-started behind

@@ -58,9 +58,18 @@ def git_state(folder: Path) -> tuple[str, bool]:
         return "", False
 
 
+def _plain(value: Any) -> Any:
+    """JSON for the few non-JSON types stages hand on: paths, timestamps, numpy scalars."""
+    if isinstance(value, (Path, datetime)):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
 def _jsonable(value: Any, where: str) -> Any:
     try:
-        return json.loads(json.dumps(value, default=str))
+        return json.loads(json.dumps(value, default=_plain))
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"{where} must be JSON-serialisable: {exc}") from exc
 
@@ -68,7 +77,7 @@ def _jsonable(value: Any, where: str) -> Any:
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, path)  # readers never see half a record
 
 

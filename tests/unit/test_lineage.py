@@ -1,0 +1,46 @@
+from pathlib import Path
+
+import pytest
+
+from workbench.config import Settings
+from workbench.errors import InvalidInput, NotFound
+from workbench.lineage import latest_record, record_stage, records, trace
+
+
+def test_record_and_read_back(tmp_path: Path) -> None:
+    s = Settings(project_dir=tmp_path)
+    rec = record_stage(s, "data", {"dataset_version": "sha256:abc"}, parameters={"n_rows": 10},
+                       notebook="01_data.ipynb", pipeline_run_id="r1")
+    assert latest_record(s, "data").record_id == rec.record_id
+    assert latest_record(s, "data", "r1").outputs == {"dataset_version": "sha256:abc"}
+    assert records(s, "data")[0].parameters == {"n_rows": 10}
+    with pytest.raises(NotFound, match="never recorded"):
+        latest_record(s, "train")
+    with pytest.raises(NotFound, match="batch run r2"):
+        latest_record(s, "data", "r2")
+
+
+def test_trace_walks_back_through_matching_outputs(tmp_path: Path) -> None:
+    s = Settings(project_dir=tmp_path)
+    record_stage(s, "data", {"dataset_version": "v-old"})
+    data = record_stage(s, "data", {"dataset_version": "v1"})
+    record_stage(s, "data", {"dataset_version": "v2"})  # newer, but not what features consumed
+    feats = record_stage(s, "features", {"feature_service": "fs", "training_frame_version": "f1"},
+                         inputs={"dataset_version": "v1"})
+    train = record_stage(s, "train", {"run_id": "abc"}, inputs={"training_frame_version": "f1"})
+    chain = trace(s, train)
+    assert [r.record_id for r in chain] == [train.record_id, feats.record_id, data.record_id]
+
+
+def test_bad_stage_and_unserialisable_outputs(tmp_path: Path) -> None:
+    s = Settings(project_dir=tmp_path)
+    with pytest.raises(InvalidInput, match="unknown stage"):
+        record_stage(s, "deploy-now", {})
+    with pytest.raises(InvalidInput, match="JSON"):
+        record_stage(s, "data", {"y": {1, 2}})
+
+
+def test_git_commit_recorded_inside_a_repository(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    rec = record_stage(Settings(project_dir=root, state_dir=tmp_path / "state"), "data", {"a": 1})
+    assert len(rec.git_commit) == 40

@@ -150,15 +150,18 @@ def count_rows(con: duckdb.DuckDBPyConnection, data: DataFiles) -> int:
     return int(row[0]) if row else 0
 
 
-def row_id_sql(data: DataFiles) -> tuple[str, str]:
-    """Expressions (file index, row number within the file) identifying a row, for stable order.
+def numbered_sql(data: DataFiles) -> str:
+    """A FROM-clause subquery adding ``__wb_file`` (file index) and ``__wb_row`` (row in that file).
 
     Parquet exposes these as virtual columns at no cost. CSV has none, so rows are numbered in read
-    order (DuckDB preserves insertion order), which is fine for the small CSVs users bring.
+    order with a streaming window (DuckDB preserves insertion order), which is fine for the CSV sizes
+    users bring; a partitioned window would not keep that order.
     """
+    scan = scan_sql(data)
     if data.format == "parquet":
-        return "file_index", "file_row_number"
-    return "file_index", "(row_number() OVER (PARTITION BY file_index) - 1)"
+        return f"(SELECT *, file_index AS __wb_file, file_row_number AS __wb_row FROM {scan})"
+    return ("(SELECT * EXCLUDE (__wb_g), __wb_g - min(__wb_g) OVER (PARTITION BY __wb_file) AS __wb_row "
+            f"FROM (SELECT *, file_index AS __wb_file, row_number() OVER () - 1 AS __wb_g FROM {scan}))")
 
 
 _INT_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",

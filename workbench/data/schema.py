@@ -274,8 +274,7 @@ def _validate(con: Any, data: _source.DataFiles, schema: Schema) -> ValidationRe
               for i in issues]
     counts = row[1:]
     file_names = data.relative()
-    fidx, rown = _source.row_id_sql(data)
-    numbered = f"(SELECT *, {fidx} AS __wb_file, {rown} AS __wb_row FROM {scan})"
+    numbered = _source.numbered_sql(data)
     for (spec, rule, cond, p), count in zip(checks, counts[:len(checks)], strict=True):
         if not count:
             continue

@@ -1,0 +1,77 @@
+"""Features for the fraud model, served by Feast: compute, apply, materialize, train, look up.
+
+The stage in five calls (``02_features.ipynb`` does exactly this)::
+
+    from workbench.features import (compute_features, apply_repo, materialize, training_frame,
+                                    save_training_frame, online_features)
+    compute_features(settings, "data/transactions")   # DuckDB windows -> Parquet under feast_dir/data
+    apply_repo(settings)                              # feature_store.yaml + registry (idempotent)
+    materialize(settings)                             # latest values -> online store
+    frame = training_frame(settings, "data/transactions")   # point-in-time correct, label last
+    path, version = save_training_frame(frame, settings)     # feast_dir/frames/frame-<hash>.parquet
+    online_features(settings, user_ids=[42], merchant_ids=[7])
+
+Every feature of a row at time ``t`` comes from transactions strictly before ``t`` (merchant features:
+before the start of ``t``'s UTC day), so a training row never sees its own label or the future.
+
+The same repository on a cluster: nothing in the code changes, only the settings. In
+``workbench.toml``::
+
+    [profiles.cluster]
+    feast_online_store = "redis"                                    # or "postgres"
+    feast_online_store_connection = "redis.feast.svc:6379"          # Redis: host:port[,db=0,...]
+    # feast_online_store_connection = "postgresql://feast:secret@pg.feast.svc:5432/feast?sslmode=require"
+
+(or ``WORKBENCH_FEAST_ONLINE_STORE`` / ``WORKBENCH_FEAST_ONLINE_STORE_CONNECTION``), then run
+``apply_repo(settings)`` once: it rewrites ``feature_store.yaml`` with that online store and creates its
+tables; ``materialize`` then fills Redis/Postgres and ``online_features`` reads from there. The offline
+store stays Parquet files, so ``feast_dir`` must sit on storage shared by the notebooks and whoever
+materializes. For anything this module does not wrap, ``feature_store(settings)`` returns Feast's own
+``FeatureStore`` for the applied repository.
+"""
+
+from workbench.features.compute import (
+    FILL_VALUES,
+    MERCHANT_FEATURES,
+    USER_FEATURES,
+    FeatureTables,
+    compute_features,
+    compute_merchant_features,
+    compute_user_features,
+    fill_missing,
+)
+from workbench.features.materialize import MaterializeInfo, materialize
+from workbench.features.online import online_features
+from workbench.features.repo import (
+    FEATURE_SERVICE,
+    FeatureRepoInfo,
+    apply_repo,
+    feature_store,
+    feature_store_yaml,
+    repo_info,
+)
+from workbench.features.training import entity_frame, frame_version, save_training_frame, training_frame
+
+__all__ = [
+    "FEATURE_SERVICE",
+    "FILL_VALUES",
+    "MERCHANT_FEATURES",
+    "USER_FEATURES",
+    "FeatureRepoInfo",
+    "FeatureTables",
+    "MaterializeInfo",
+    "apply_repo",
+    "compute_features",
+    "compute_merchant_features",
+    "compute_user_features",
+    "entity_frame",
+    "feature_store",
+    "feature_store_yaml",
+    "fill_missing",
+    "frame_version",
+    "materialize",
+    "online_features",
+    "repo_info",
+    "save_training_frame",
+    "training_frame",
+]

@@ -9,13 +9,14 @@ import pandas as pd
 
 from workbench.config import Settings
 from workbench.errors import InvalidInput, NotFound, ServiceUnavailable, WorkbenchError
+from workbench.features.compute import fill_missing
 from workbench.features.repo import FEATURE_SERVICE, feature_store, get_feature_service
 
 
 def _ids(values: Iterable[int], name: str) -> list[int]:
     if isinstance(values, str | bytes) or not isinstance(values, Iterable):
         raise InvalidInput(f"{name} must be a list of integer ids, got {values!r}")
-    out = []
+    out: list[int] = []
     for value in values:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise InvalidInput(f"{name} must hold integer ids, got {value!r}")
@@ -24,12 +25,14 @@ def _ids(values: Iterable[int], name: str) -> list[int]:
 
 
 def online_features(settings: Settings, user_ids: Iterable[int], merchant_ids: Iterable[int],
-                    feature_service: str = FEATURE_SERVICE) -> pd.DataFrame:
+                    feature_service: str = FEATURE_SERVICE, fill: bool = True) -> pd.DataFrame:
     """One row per (user_ids[i], merchant_ids[i]) with the service's features, in request order.
 
-    Ids the store has never seen get NaN features (the model must impute them, as for a first
-    transaction). Empty or mismatched id lists raise InvalidInput; a store that was never
-    materialized raises NotFound rather than silently answering NaN for everyone.
+    Ids the store has never seen get NaN features, which ``fill`` (the default, as in
+    :func:`training_frame`) replaces with the no-history values of ``FILL_VALUES``: an unknown user
+    looks to the model exactly like a first transaction looked in training. Empty or mismatched id
+    lists raise InvalidInput; a store never materialized raises NotFound rather than answering NaN
+    for everyone.
     """
     users, merchants = _ids(user_ids, "user_ids"), _ids(merchant_ids, "merchant_ids")
     if not users:
@@ -57,4 +60,5 @@ def online_features(settings: Settings, user_ids: Iterable[int], merchant_ids: I
     frame = response.to_df()
     for name in names:
         frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
-    return frame[["user_id", "merchant_id", *names]]
+    frame = frame[["user_id", "merchant_id", *names]]
+    return fill_missing(frame) if fill else frame

@@ -1,0 +1,100 @@
+"""One epoch's training state on disk: what a stopped or failed job needs to carry on exactly there.
+
+A checkpoint holds the model and optimizer state, the epoch it finished, the standardiser, the
+architecture and that epoch's metrics (so a resumed job can fill in a metric that was checkpointed but
+not yet logged). Checkpoint folders are named ``epoch_00007`` so the newest is found without Ray.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from workbench.training.model import FraudMLP, Standardizer
+
+STATE_FILE = "state.pt"
+_EPOCH_DIR = re.compile(r"^epoch_(\d{5,})$")
+
+
+def epoch_dir_name(epoch: int) -> str:
+    return f"epoch_{epoch:05d}"
+
+
+@dataclass
+class TrainingState:
+    """Everything saved after an epoch (``epoch`` is the last *finished* epoch, counted from 0)."""
+
+    epoch: int
+    model_state: dict[str, Any]
+    optimizer_state: dict[str, Any]
+    scaler: Standardizer
+    feature_columns: list[str]
+    hidden_sizes: list[int]
+    dropout: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+
+    def build_model(self) -> FraudMLP:
+        """The model with this state's weights, on CPU, in eval mode."""
+        model = FraudMLP(len(self.feature_columns), self.hidden_sizes, self.dropout)
+        model.load_state_dict(self.model_state)
+        model.eval()
+        return model
+
+    def save(self, folder: str | Path) -> Path:
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "epoch": self.epoch,
+            "model_state": {k: v.detach().cpu() for k, v in self.model_state.items()},
+            "optimizer_state": self.optimizer_state,
+            "scaler": self.scaler.to_dict(),
+            "feature_columns": list(self.feature_columns),
+            "hidden_sizes": list(self.hidden_sizes),
+            "dropout": float(self.dropout),
+            "metrics": {k: float(v) for k, v in self.metrics.items()},
+            "hyperparameters": self.hyperparameters,
+        }
+        tmp = out / (STATE_FILE + ".tmp")
+        torch.save(payload, tmp)
+        tmp.replace(out / STATE_FILE)  # a reader never sees half a file
+        return out
+
+    @classmethod
+    def load(cls, folder: str | Path) -> TrainingState:
+        path = Path(folder) / STATE_FILE
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return cls(
+            epoch=int(payload["epoch"]),
+            model_state=payload["model_state"],
+            optimizer_state=payload["optimizer_state"],
+            scaler=Standardizer.from_dict(payload["scaler"]),
+            feature_columns=list(payload["feature_columns"]),
+            hidden_sizes=[int(v) for v in payload["hidden_sizes"]],
+            dropout=float(payload["dropout"]),
+            metrics=dict(payload.get("metrics", {})),
+            hyperparameters=dict(payload.get("hyperparameters", {})),
+        )
+
+
+def find_latest_checkpoint(root: str | Path) -> Path | None:
+    """The newest loadable ``epoch_*`` checkpoint folder anywhere under ``root``, or None.
+
+    Folders whose state file is missing or unreadable (a job killed while writing) are skipped.
+    """
+    base = Path(root)
+    if not base.is_dir():
+        return None
+    candidates = sorted(((int(m.group(1)), p) for p in base.rglob("epoch_*")
+                         if p.is_dir() and (m := _EPOCH_DIR.match(p.name))), reverse=True)
+    for _, folder in candidates:
+        try:
+            TrainingState.load(folder)
+        except Exception:  # noqa: BLE001 - any unreadable checkpoint is skipped, not fatal
+            continue
+        return folder
+    return None

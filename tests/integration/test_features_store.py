@@ -51,8 +51,12 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, 
     yield settings, txns, path
 
 
-def brute_force(txns: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
-    """Every feature of every row of ``frame``, from the transactions strictly before it, slowly."""
+def brute_force(txns: pd.DataFrame, frame: pd.DataFrame, daily_merchants: bool = True) -> pd.DataFrame:
+    """Every feature of every row of ``frame``, from the transactions strictly before it, slowly.
+
+    Merchant features count from the row's UTC midnight (the training rows) or, with
+    ``daily_merchants=False``, from the row's own time (the snapshot the online store holds).
+    """
     t_all = txns["event_timestamp"].astype("int64").to_numpy()  # ns since epoch
     out = {name: np.full(len(frame), NAN) for name in (*USER_FEATURES, *MERCHANT_FEATURES)}
     at = frame["event_timestamp"].astype("int64").to_numpy()
@@ -70,7 +74,7 @@ def brute_force(txns: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
         out["user_amount_mean_7d"][i] = d7.mean() if len(d7) else NAN
         out["user_amount_std_7d"][i] = d7.std(ddof=1) if len(d7) > 1 else NAN
         out["user_seconds_since_last_txn"][i] = (t - t_all[earlier].max()) / 1e9 if len(earlier) else NAN
-        midnight = t - t % DAY_NS
+        midnight = t - t % DAY_NS if daily_merchants else t
         theirs = by_merchant[merchant]
         before = theirs[t_all[theirs] < midnight]
         out["merchant_txn_count_7d"][i] = int((t_all[before] >= midnight - 7 * DAY_NS).sum())
@@ -126,7 +130,8 @@ def test_leak_check_notices_features_that_peek_ahead(tmp_path: Path, monkeypatch
 
 
 def test_point_in_time_join_and_online_lookup_on_a_hand_made_case(tmp_path: Path) -> None:
-    """User 1 pays 10 at 00:00 and 30 at 12:00: the 1-day mean changes at 12:00, not before."""
+    """User 1 pays 10 at 00:00 and 30 at 12:00: a row at 12:00 sees only the first payment, a row
+    after 12:00 sees both; windows do not slide between rows (the 2-day-later row still counts 2)."""
     settings = Settings(project_dir=tmp_path)
     t0 = pd.Timestamp("2024-05-01 00:00", tz="UTC")
     txns = pd.DataFrame({"transaction_id": [1, 2, 3], "user_id": [1, 1, 2], "merchant_id": [7, 7, 8],
@@ -140,8 +145,8 @@ def test_point_in_time_join_and_online_lookup_on_a_hand_made_case(tmp_path: Path
                              "event_timestamp": when})
     frame = training_frame(settings, entities, label=None, fill=False)
     assert len(frame) == 6  # two rows of user 1 at 12:00 (merchants 7 and 8) both survive
-    assert frame["user_txn_count_1d"].tolist() == [1, 1, 1, 1, 2, 0]
-    np.testing.assert_allclose(frame["user_amount_mean_1d"], [10, 10, 10, 10, 20, NAN], equal_nan=True)
+    assert frame["user_txn_count_1d"].tolist() == [1, 1, 1, 1, 2, 2]
+    np.testing.assert_allclose(frame["user_amount_mean_1d"], [10, 10, 10, 10, 20, 20])
     # merchant 7's day-1 snapshot predates both payments; day 2 (as_of row) sees them and the fraud
     assert frame["merchant_txn_count_7d"].tolist() == [0, 0, 0, 0, 2, 2]
     np.testing.assert_allclose(frame["merchant_fraud_rate_30d"], [NAN, NAN, NAN, NAN, 0.5, 0.5], equal_nan=True)
@@ -161,7 +166,8 @@ def test_online_lookup_returns_the_latest_values(store: tuple[Settings, pd.DataF
     as_of = txns["event_timestamp"].max() + pd.Timedelta(seconds=1)
     online = online_features(settings, list(users) + [10**9], list(merchants) + [10**9], fill=False)
     assert online["user_id"].tolist() == [*users.tolist(), 10**9]
-    expected = brute_force(txns, pd.DataFrame({"user_id": users, "merchant_id": merchants, "event_timestamp": as_of}))
+    latest = pd.DataFrame({"user_id": users, "merchant_id": merchants, "event_timestamp": as_of})
+    expected = brute_force(txns, latest, daily_merchants=False)
     for name in (*USER_FEATURES, *MERCHANT_FEATURES):
         np.testing.assert_allclose(online[name].to_numpy()[:5], expected[name].to_numpy(), rtol=1e-9,
                                    equal_nan=True, err_msg=name)

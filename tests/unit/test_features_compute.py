@@ -73,8 +73,8 @@ def check(actual: pd.Series, expected: dict[str, float]) -> None:
 
 def test_user_features_match_hand_computed_values(txns: pd.DataFrame) -> None:
     users = compute_user_features(txns)
-    # one row per (user, instant): a and b share theirs; plus one snapshot row per user
-    assert len(users) == 5 + 2
+    # two rows per (user, instant), at it and 1 µs after (a and b share theirs); one as_of row per user
+    assert len(users) == 2 * 5 + 2
     assert users["event_timestamp"].is_monotonic_increasing
     first = {"user_txn_count_1d": 0, "user_txn_count_7d": 0, "user_amount_mean_1d": NAN,
              "user_amount_mean_7d": NAN, "user_amount_std_7d": NAN, "user_seconds_since_last_txn": NAN}
@@ -93,6 +93,9 @@ def test_user_features_match_hand_computed_values(txns: pd.DataFrame) -> None:
     check(row(users, "user_id", 1, "2024-01-09 00:00"), {
         "user_txn_count_1d": 0, "user_txn_count_7d": 1, "user_amount_mean_1d": NAN,
         "user_amount_mean_7d": 80.0, "user_amount_std_7d": NAN, "user_seconds_since_last_txn": 7 * 86400.0})
+    # the row 1 µs after a and b holds both of them
+    check(row(users, "user_id", 1, "2024-01-01 00:00:00.000001"), {
+        "user_txn_count_1d": 2, "user_amount_mean_1d": 15.0, "user_seconds_since_last_txn": 1e-6})
 
 
 def test_snapshot_rows_include_the_latest_transactions(txns: pd.DataFrame) -> None:
@@ -193,7 +196,7 @@ def test_compute_features_writes_parquet_and_manifest(tmp_path: Path, txns: pd.D
     txns.iloc[3:].to_parquet(source / "part-1.parquet")
     tables = compute_features(settings, source)  # a folder of parts
     assert tables.user_path == settings.feast_dir / "data" / "user_activity.parquet"
-    assert (tables.transactions, tables.user_rows, tables.merchant_rows) == (6, 7, 6)
+    assert (tables.transactions, tables.user_rows, tables.merchant_rows) == (6, 12, 6)
     assert tables.as_of == ts("2024-01-09 00:00:01").to_pydatetime()
     written = pd.read_parquet(tables.user_path)
     pd.testing.assert_frame_equal(written, compute_user_features(txns), check_dtype=False)
@@ -210,7 +213,8 @@ def test_nanoseconds_are_floored_like_microsecond_data(txns: pd.DataFrame) -> No
 
 def test_explicit_as_of_and_its_check(txns: pd.DataFrame) -> None:
     users = compute_user_features(txns, as_of=ts("2024-01-10 00:00").to_pydatetime())
-    check(row(users, "user_id", 1, "2024-01-10 00:00"), {"user_txn_count_1d": 1, "user_seconds_since_last_txn": 86400.0})
+    check(row(users, "user_id", 1, "2024-01-10 00:00"),
+          {"user_txn_count_1d": 1, "user_seconds_since_last_txn": 86400.0})
     with pytest.raises(InvalidInput, match="after the last transaction"):
         compute_user_features(txns, as_of=ts("2024-01-09 00:00").to_pydatetime())
 

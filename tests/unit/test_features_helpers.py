@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from workbench.config import Settings
-from workbench.errors import ConfigError, InvalidInput, NotFound
+from workbench.errors import ConfigError, InvalidInput, NotFound, ServiceUnavailable, WorkbenchError
+from workbench.features import repo
 from workbench.features.repo import feature_store, feature_store_yaml
 from workbench.features.training import _chunks, _feast_keys, entity_frame, frame_version, save_training_frame
 
@@ -46,6 +47,26 @@ def test_bad_online_store_settings_are_config_errors(tmp_path: Path, store: str,
     settings = Settings(project_dir=tmp_path, feast_online_store=store, feast_online_store_connection=connection)
     with pytest.raises(ConfigError, match=message):
         feature_store_yaml(settings)
+
+
+def test_a_missing_online_store_client_is_named_before_any_work(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(repo.importlib.util, "find_spec", lambda name: None)
+    settings = Settings(project_dir=tmp_path, feast_online_store="redis", feast_online_store_connection="r:6379")
+    with pytest.raises(ConfigError, match=r"pip install 'feast\[redis\]==0.67.0'"):
+        repo.apply_repo(settings, transactions=tmp_path / "never-read.parquet")
+    assert not settings.feast_dir.exists()
+
+
+def test_remote_store_connection_failures_become_service_unavailable(tmp_path: Path) -> None:
+    class RedisConnectionError(Exception):  # like redis.exceptions.ConnectionError: no builtin base
+        pass
+
+    redis = Settings(project_dir=tmp_path, feast_online_store="redis", feast_online_store_connection="r:6379")
+    error = repo.online_store_error(redis, RedisConnectionError("refused"), "materializing")
+    assert isinstance(error, ServiceUnavailable) and "'r:6379' does not answer while materializing" in str(error)
+    local = repo.online_store_error(Settings(project_dir=tmp_path), ValueError("bad"), "applying")
+    assert type(local) is WorkbenchError and "bad" in str(local)
 
 
 def test_store_before_apply_says_what_to_run(tmp_path: Path) -> None:

@@ -129,10 +129,10 @@ def _profile(con: duckdb.DuckDBPyConnection, data: DataFiles, bins: int,
         exprs = [f"count({col})", f"approx_count_distinct({col})"]
         if logical in ("int", "float"):
             value = f"CAST({col} AS DOUBLE)"
-            quantiles = (f"quantile_cont({value}, {levels})" if exact
-                         else f"reservoir_quantile({value}, {levels}, {RESERVOIR_SIZE})")
+            q_expr = (f"quantile_cont({value}, {levels})" if exact
+                      else f"reservoir_quantile({value}, {levels}, {RESERVOIR_SIZE})")
             stats += ["min", "max", "mean", "std", "quantiles", "lo", "hi"]
-            exprs += [f"min({col})", f"max({col})", f"avg({value})", f"stddev_samp({value})", quantiles,
+            exprs += [f"min({col})", f"max({col})", f"avg({value})", f"stddev_samp({value})", q_expr,
                       f"min({value})", f"max({value})"]
         elif logical == "timestamp":
             stats += ["min", "max", "lo", "hi"]

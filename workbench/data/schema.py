@@ -244,15 +244,15 @@ def _validate(con: Any, data: _source.DataFiles, schema: Schema) -> ValidationRe
             value = f"CAST({col} AS TIMESTAMPTZ)" if spec.dtype == "timestamp" else col
             bound = "CAST(${p} AS TIMESTAMPTZ)" if spec.dtype == "timestamp" else "${p}"
             if spec.min is not None:
-                p = f"min{i}"
-                checks.append((spec, "below_min", f"{value} < {bound.format(p=p)}", {p: spec.min}))
+                key = f"min{i}"
+                checks.append((spec, "below_min", f"{value} < {bound.format(p=key)}", {key: spec.min}))
             if spec.max is not None:
-                p = f"max{i}"
-                checks.append((spec, "above_max", f"{value} > {bound.format(p=p)}", {p: spec.max}))
+                key = f"max{i}"
+                checks.append((spec, "above_max", f"{value} > {bound.format(p=key)}", {key: spec.max}))
             if spec.allowed is not None:
-                p = f"allowed{i}"
-                checks.append((spec, "not_allowed", f"{col} IS NOT NULL AND NOT list_contains(${p}, {col})",
-                               {p: list(spec.allowed)}))
+                key = f"allowed{i}"
+                checks.append((spec, "not_allowed", f"{col} IS NOT NULL AND NOT list_contains(${key}, {col})",
+                               {key: list(spec.allowed)}))
     if not schema.allow_extra_columns:
         for extra in [c for c in types if c not in schema.names]:
             issues.append(ValidationIssue(extra, "unexpected_column", -1,
@@ -263,8 +263,8 @@ def _validate(con: Any, data: _source.DataFiles, schema: Schema) -> ValidationRe
     selects = ["count(*)"] + [f"count(*) FILTER (WHERE {cond})" for _, _, cond, _ in checks]
     selects += [f"count({quote_ident(s.name)}) - count(DISTINCT {quote_ident(s.name)})" for s in uniques]
     bound_params: dict[str, Any] = {}
-    for _, _, _, p in checks:
-        bound_params.update(p)
+    for _, _, _, values in checks:
+        bound_params.update(values)
     with _source.errors_as_invalid_input(data, "validate"):
         row = con.execute(f"SELECT {', '.join(selects)} FROM {scan}",
                           _source.params(data, **bound_params)).fetchone()
@@ -275,13 +275,13 @@ def _validate(con: Any, data: _source.DataFiles, schema: Schema) -> ValidationRe
     counts = row[1:]
     file_names = data.relative()
     numbered = _source.numbered_sql(data)
-    for (spec, rule, cond, p), count in zip(checks, counts[:len(checks)], strict=True):
+    for (spec, rule, cond, values), count in zip(checks, counts[:len(checks)], strict=True):
         if not count:
             continue
         with _source.errors_as_invalid_input(data, "validate"):
             rows = con.execute(
                 f"SELECT __wb_file, __wb_row, {quote_ident(spec.name)} FROM {numbered} WHERE {cond} "
-                f"ORDER BY __wb_file, __wb_row LIMIT {MAX_EXAMPLES}", _source.params(data, **p)).fetchall()
+                f"ORDER BY __wb_file, __wb_row LIMIT {MAX_EXAMPLES}", _source.params(data, **values)).fetchall()
         examples = [{"file": file_names[int(f)], "row": int(r), "value": _jsonable(v)} for f, r, v in rows]
         issues.append(ValidationIssue(spec.name, rule, int(count), _message(spec, rule, int(count), examples),
                                       examples))

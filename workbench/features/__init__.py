@@ -1,6 +1,6 @@
 """Features for the fraud model, served by Feast: compute, apply, materialize, train, look up.
 
-The stage in five calls (``02_features.ipynb`` does exactly this)::
+The stage in six calls (``02_features.ipynb`` does exactly this)::
 
     from workbench.features import (compute_features, apply_repo, materialize, training_frame,
                                     save_training_frame, online_features)
@@ -13,6 +13,9 @@ The stage in five calls (``02_features.ipynb`` does exactly this)::
 
 Every feature of a row at time ``t`` comes from transactions strictly before ``t`` (merchant features:
 before the start of ``t``'s UTC day), so a training row never sees its own label or the future.
+Missing history (a first transaction, an id the online store has never seen) is filled with the
+same ``FILL_VALUES`` in training frames and online lookups; pass ``fill=False`` to see NaN instead.
+``MODEL_FEATURES`` names the numeric model inputs of a frame, in order.
 
 The same repository on a cluster: nothing in the code changes, only the settings. In
 ``workbench.toml``::
@@ -50,12 +53,21 @@ from workbench.features.repo import (
     feature_store_yaml,
     repo_info,
 )
-from workbench.features.training import entity_frame, frame_version, save_training_frame, training_frame
+from workbench.features.training import (
+    MODEL_FEATURES,
+    REQUEST_FEATURES,
+    entity_frame,
+    frame_version,
+    save_training_frame,
+    training_frame,
+)
 
 __all__ = [
     "FEATURE_SERVICE",
     "FILL_VALUES",
     "MERCHANT_FEATURES",
+    "MODEL_FEATURES",
+    "REQUEST_FEATURES",
     "USER_FEATURES",
     "FeatureRepoInfo",
     "FeatureTables",

@@ -6,6 +6,10 @@ transaction itself included, are excluded with ``EXCLUDE GROUP``). A training ro
 ``t`` therefore never sees its own amount or label, nor anything later, which is what makes Feast's
 point-in-time join (latest feature row at or before ``t``) leak-free.
 
+Users get two rows per transaction time ``t``: one at ``t`` (what that transaction may see) and one
+at ``t + 1 µs`` (the state right after it), so an entity timestamp between two transactions sees the
+earlier one too. Between rows the windows do not slide: a 1-day count stays as it was at the last row.
+
 Timestamps are floored to microseconds. Windows are half-open: ``1d`` means
 ``t - 1 day <= event_timestamp < t``. Aggregates over an empty window are null (means, std, fraud
 rate, time since last) or 0 (counts); a model must impute nulls, as it must for ids it has never
@@ -74,6 +78,8 @@ _W = "PARTITION BY {key} ORDER BY event_timestamp RANGE BETWEEN {start} AND CURR
 _USER_SQL = f"""
 WITH rows AS (
     SELECT user_id, event_timestamp, amount FROM txn
+    UNION ALL
+    SELECT DISTINCT user_id, event_timestamp + INTERVAL 1 MICROSECOND, NULL::DOUBLE FROM txn
     UNION ALL
     SELECT DISTINCT user_id, $as_of::TIMESTAMPTZ, NULL::DOUBLE FROM txn
 )
@@ -226,7 +232,7 @@ def _query(con: duckdb.DuckDBPyConnection, sql: str, as_of: datetime) -> pd.Data
 
 
 def compute_user_features(transactions: Transactions, as_of: datetime | None = None) -> pd.DataFrame:
-    """User activity at each transaction time (plus one row per user at ``as_of``), as a frame."""
+    """User activity at and just after each transaction time, plus one row per user at ``as_of``."""
     con, _ = _connect(transactions)
     _, _, last = _time_range(con)
     return _query(con, _USER_SQL, _default_as_of(last, as_of))
@@ -271,14 +277,10 @@ def compute_features(settings: Settings, transactions: Transactions,
 
 
 def fill_missing(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy with missing feature values replaced by :data:`FILL_VALUES` (counts back to int64)."""
-    out = frame.copy()
-    for name, value in FILL_VALUES.items():
-        if name in out.columns:
-            out[name] = out[name].astype("float64").fillna(value)
-            if name in COUNT_FEATURES:
-                out[name] = out[name].astype("int64")
-    return out
+    """A copy with missing feature values replaced by :data:`FILL_VALUES` (counts as int64)."""
+    values = {name: value for name, value in FILL_VALUES.items() if name in frame.columns}
+    counts = {name: "int64" for name in COUNT_FEATURES if name in frame.columns}
+    return frame.fillna(values).astype(counts)
 
 
 def read_manifest(settings: Settings) -> dict[str, object]:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from workbench.config import Settings
-from workbench.errors import InvalidInput, NotFound, ServiceUnavailable, WorkbenchError
+from workbench.errors import InvalidInput, NotFound
 from workbench.features.compute import read_manifest
-from workbench.features.repo import MERCHANT_VIEW, USER_VIEW, feature_store
+from workbench.features.repo import MERCHANT_VIEW, USER_VIEW, feature_store, online_store_error
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,6 @@ def materialize(settings: Settings, end: datetime | None = None, start: datetime
     started = time.perf_counter()
     try:
         store.materialize(start_date=start, end_date=end, feature_views=list(views))
-    except ConnectionError as exc:
-        raise ServiceUnavailable(f"the {settings.feast_online_store} online store does not answer "
-                                 f"({settings.feast_online_store_connection}): {exc}") from exc
     except Exception as exc:
-        raise WorkbenchError(f"Feast could not materialize {list(views)} from {start} to {end}: {exc}") from exc
+        raise online_store_error(settings, exc, f"materializing {list(views)} from {start} to {end}") from exc
     return MaterializeInfo(views, start, end, time.perf_counter() - started)

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import numbers
+import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from workbench.config import Settings
-from workbench.errors import InvalidInput, NotFound, ServiceUnavailable, WorkbenchError
-from workbench.features.compute import fill_missing
-from workbench.features.repo import FEATURE_SERVICE, feature_store, get_feature_service
+from workbench.errors import InvalidInput, NotFound
+from workbench.features.compute import COUNT_FEATURES, FILL_VALUES
+from workbench.features.repo import FEATURE_SERVICE, feature_store, get_feature_service, online_store_error
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 
 def _ids(values: Iterable[int], name: str) -> list[int]:
@@ -22,6 +28,29 @@ def _ids(values: Iterable[int], name: str) -> list[int]:
             raise InvalidInput(f"{name} must hold integer ids, got {value!r}")
         out.append(int(value))
     return out
+
+
+_SERVICE_CACHE_S = 60.0  # as long as Feast caches the registry (cache_ttl_seconds in feature_store.yaml)
+_services: dict[tuple[int, str], tuple[float, FeatureStore, Any, list[str]]] = {}
+
+
+def _ready_service(store: FeatureStore, name: str) -> tuple[Any, list[str]]:
+    """The service and its feature names, once all its views are materialized; kept for a minute,
+    since turning registry protos into Feast objects costs more than the lookup itself."""
+    key = (id(store), name)
+    hit = _services.get(key)
+    if hit and hit[1] is store and time.monotonic() - hit[0] < _SERVICE_CACHE_S:
+        return hit[2], hit[3]
+    service = get_feature_service(store, name, allow_cache=True)
+    names: list[str] = []
+    for projection in service.feature_view_projections:
+        view = store.get_feature_view(projection.name, allow_registry_cache=True)
+        if not view.materialization_intervals:
+            raise NotFound(f"feature view {projection.name!r} was never materialized: run "
+                           "workbench.features.materialize(settings) first")
+        names += [f.name for f in projection.features]
+    _services[key] = (time.monotonic(), store, service, names)
+    return service, names
 
 
 def online_features(settings: Settings, user_ids: Iterable[int], merchant_ids: Iterable[int],
@@ -41,24 +70,20 @@ def online_features(settings: Settings, user_ids: Iterable[int], merchant_ids: I
         raise InvalidInput(f"user_ids and merchant_ids pair up one to one; got {len(users)} users and "
                            f"{len(merchants)} merchants")
     store = feature_store(settings)
-    service = get_feature_service(store, feature_service, allow_cache=True)
-    names: list[str] = []
-    for projection in service.feature_view_projections:
-        view = store.get_feature_view(projection.name, allow_registry_cache=True)
-        if not view.materialization_intervals:
-            raise NotFound(f"feature view {projection.name!r} was never materialized: run "
-                           "workbench.features.materialize(settings) first")
-        names += [f.name for f in projection.features]
+    service, names = _ready_service(store, feature_service)
     try:
         response = store.get_online_features(
             features=service, entity_rows={"user_id": users, "merchant_id": merchants})
-    except ConnectionError as exc:
-        raise ServiceUnavailable(f"the {settings.feast_online_store} online store does not answer "
-                                 f"({settings.feast_online_store_connection}): {exc}") from exc
     except Exception as exc:
-        raise WorkbenchError(f"Feast online lookup failed: {exc}") from exc
-    frame = response.to_df()
-    for name in names:
-        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
-    frame = frame[["user_id", "merchant_id", *names]]
-    return fill_missing(frame) if fill else frame
+        raise online_store_error(settings, exc, "looking up online features") from exc
+    values = response.to_dict()
+    columns: dict[str, np.ndarray] = {"user_id": np.asarray(users, dtype=np.int64),
+                                      "merchant_id": np.asarray(merchants, dtype=np.int64)}
+    for name in names:  # built with numpy: this runs per request, where pandas calls cost milliseconds
+        column = np.array(values[name], dtype=np.float64)  # None (unknown id) becomes NaN
+        if fill and name in FILL_VALUES:
+            column[np.isnan(column)] = FILL_VALUES[name]
+            columns[name] = column.astype(np.int64) if name in COUNT_FEATURES else column
+        else:
+            columns[name] = column
+    return pd.DataFrame(columns)

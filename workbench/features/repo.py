@@ -24,6 +24,8 @@ Feast is imported lazily: importing ``workbench.features`` stays cheap for the C
 
 from __future__ import annotations
 
+import importlib.util
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -159,8 +161,41 @@ def definitions(settings: Settings) -> list[Any]:
     return [user, merchant, user_source, merchant_source, user_view, merchant_view, service]
 
 
-_stores: dict[tuple[str, str], FeatureStore] = {}
+_CLIENTS = {"redis": ("redis", "feast[redis]"), "postgres": ("psycopg", "feast[postgres]")}
+
+
+def _check_client(settings: Settings) -> None:
+    """A clear error when the Python client of the configured online store is not installed."""
+    module, extra = _CLIENTS.get(settings.feast_online_store, ("", ""))
+    if module and importlib.util.find_spec(module) is None:
+        raise ConfigError(f"feast_online_store = {settings.feast_online_store!r} needs the {module!r} client, "
+                          f"which is not installed: pip install '{extra}==0.67.0' in this environment")
+
+
+def online_store_error(settings: Settings, exc: Exception, doing: str) -> WorkbenchError:
+    """The WorkbenchError for a Feast failure: ServiceUnavailable when a remote online store is
+    unreachable (redis-py and psycopg raise their own ConnectionError/OperationalError types)."""
+    if isinstance(exc, WorkbenchError):
+        return exc
+    kinds = " ".join(k.__name__ for k in type(exc).__mro__)
+    if settings.feast_online_store != "sqlite" and re.search(r"Connection|Operational|Timeout", kinds):
+        return ServiceUnavailable(f"the {settings.feast_online_store} online store at "
+                                  f"{settings.feast_online_store_connection!r} does not answer while {doing}: {exc}")
+    return WorkbenchError(f"Feast failed while {doing} ({settings.feast_dir}): {exc}")
+
+
+_StoreKey = tuple[str, int, str, str]
+_stores: dict[_StoreKey, FeatureStore] = {}
 _lock = threading.Lock()
+
+
+def _store_key(settings: Settings) -> _StoreKey | None:
+    """Identifies an applied repository as these settings see it; None when it was never applied."""
+    try:
+        stamp = (settings.feast_dir / YAML_FILE).stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+    return str(settings.feast_dir), stamp, settings.feast_online_store, settings.feast_online_store_connection
 
 
 def _forget_stores(settings: Settings) -> None:
@@ -175,16 +210,17 @@ def feature_store(settings: Settings) -> FeatureStore:
     Raises NotFound when :func:`apply_repo` has not run for this ``feast_dir``, and InvalidInput when it
     ran with other settings (another online store), so that a stale repo is never used silently.
     """
-    path = settings.feast_dir / YAML_FILE
-    if not path.is_file() or not (settings.feast_dir / REGISTRY_FILE).is_file():
+    key = _store_key(settings)
+    store = _stores.get(key) if key else None
+    if store is not None:
+        return store
+    if key is None or not (settings.feast_dir / REGISTRY_FILE).is_file():
         raise NotFound(f"no Feast repository at {settings.feast_dir}: run "
                        "workbench.features.apply_repo(settings) first")
-    text = path.read_text()
-    if text != feature_store_yaml(settings):
+    if (settings.feast_dir / YAML_FILE).read_text() != feature_store_yaml(settings):
         raise InvalidInput(f"the Feast repository at {settings.feast_dir} was applied with other settings "
                            f"(online store now {settings.feast_online_store!r}): run "
                            "workbench.features.apply_repo(settings) again")
-    key = (str(settings.feast_dir), text)
     with _lock:
         store = _stores.get(key)
         if store is None:
@@ -201,19 +237,18 @@ def feature_store(settings: Settings) -> FeatureStore:
 def apply_repo(settings: Settings, transactions: Transactions | None = None) -> FeatureRepoInfo:
     """Write feature_store.yaml and register the definitions; safe to run again (idempotent).
 
-    With ``transactions`` the feature tables are (re)computed first; without, they must exist already
-    (from :func:`workbench.features.compute_features`), since Feast checks its sources on apply.
+    With ``transactions`` the feature tables are (re)computed first. Without, the tables need not exist
+    yet (registering is metadata only), but :func:`materialize` and :func:`training_frame` will ask for
+    them.
     """
+    text = feature_store_yaml(settings)  # ConfigError before any work when the settings are wrong
+    _check_client(settings)
     if transactions is not None:
         compute_features(settings, transactions)
-    data = feature_data_dir(settings)
-    missing = [n for n in (USER_TABLE, MERCHANT_TABLE) if not (data / n).is_file()]
-    if missing:
-        raise NotFound(f"feature tables {missing} are missing under {data}: run "
-                       "workbench.features.compute_features(settings, transactions) first, or pass "
-                       "transactions= to apply_repo")
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
-    (settings.feast_dir / YAML_FILE).write_text(feature_store_yaml(settings))
+    path = settings.feast_dir / YAML_FILE
+    previous = path.read_text() if path.is_file() else None
+    path.write_text(text)
     _forget_stores(settings)
     from feast import FeatureStore
 
@@ -221,16 +256,17 @@ def apply_repo(settings: Settings, transactions: Transactions | None = None) -> 
     try:
         store = FeatureStore(repo_path=str(settings.feast_dir))
         store.apply(definitions(settings))
-    except WorkbenchError:
-        raise
-    except ConnectionError as exc:
-        raise ServiceUnavailable(f"the {settings.feast_online_store} online store does not answer "
-                                 f"({settings.feast_online_store_connection}): {exc}") from exc
     except Exception as exc:
-        raise WorkbenchError(f"Feast could not apply the repository at {settings.feast_dir}: {exc}") from exc
+        if previous is None:  # leave the repository as it was: applied with the old settings, or not at all
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(previous)
+        raise online_store_error(settings, exc, "applying the repository") from exc
     elapsed = time.perf_counter() - started
-    with _lock:
-        _stores[(str(settings.feast_dir), feature_store_yaml(settings))] = store
+    key = _store_key(settings)
+    if key:
+        with _lock:
+            _stores[key] = store
     return repo_info(settings, apply_seconds=elapsed)
 
 

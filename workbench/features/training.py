@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from workbench.config import Settings
 from workbench.errors import InvalidInput, NotFound, WorkbenchError
-from workbench.features.compute import Transactions, fill_missing
+from workbench.features.compute import MERCHANT_FEATURES, USER_FEATURES, Transactions, fill_missing, read_manifest
 from workbench.features.repo import FEATURE_SERVICE, feature_store, get_feature_service
 
 if TYPE_CHECKING:
@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 
 ENTITY_KEYS = ("user_id", "merchant_id", "event_timestamp")
 _KEY_ROW = "_workbench_key_row"
+REQUEST_FEATURES = ("amount", "hour_of_day", "is_night")
+"""Numeric columns known when a transaction is scored, taken from the request rather than from Feast."""
+MODEL_FEATURES = (*REQUEST_FEATURES, *USER_FEATURES, *MERCHANT_FEATURES)
+"""The numeric model inputs of a ``fraud_model_v1`` training frame, in a stable order."""
 JOIN_ROWS_PER_CHUNK = 4_000_000
 """Rows of Feast's in-memory merge per call: ~0.6 GB; beyond it the frame is built in several calls."""
 
@@ -141,6 +145,7 @@ def training_frame(settings: Settings, entity_df_or_dataset: Transactions,
     """
     store = feature_store(settings)
     service = get_feature_service(store, feature_service)
+    read_manifest(settings)  # NotFound, saying what to run, when the feature tables were never computed
     features = [f.name for p in service.feature_view_projections for f in p.features]
     entities = entity_frame(entity_df_or_dataset, label)
     clash = sorted(set(features) & set(entities.columns))

@@ -8,7 +8,9 @@ job would log a second time (and a checkpoint whose metrics were not logged yet 
 
 from __future__ import annotations
 
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,8 +34,25 @@ CHECKPOINTS_TO_KEEP = 2
 
 
 def say(message: str) -> None:
-    """A line in the job log (the driver's and the workers' stdout both end up there)."""
-    print(f"workbench: {message}", flush=True)
+    """A line in the job log (the driver's and the workers' stdout both end up there).
+
+    Written to ``sys.stdout`` directly: Ray Train patches ``print`` in workers and would log it twice.
+    """
+    sys.stdout.write(f"workbench: {message}\n")
+    sys.stdout.flush()
+
+
+def _warm_up(client: MlflowClient, run_id: str) -> threading.Thread:
+    """Make the first MLflow request in the background: it imports every MLflow plugin (seconds)."""
+    def ask() -> None:
+        try:
+            client.get_run(run_id)
+        except Exception:  # noqa: BLE001 - the real calls report errors; this only pre-pays imports
+            pass
+
+    thread = threading.Thread(target=ask, name="mlflow-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def _sum_over_workers(value: torch.Tensor) -> torch.Tensor:
@@ -72,6 +91,7 @@ def train_worker(config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(spec.cpus_per_worker)))
     started = time.perf_counter()
     client = tracking_client(config["tracking_uri"]) if rank == 0 else None
+    warming = _warm_up(client, run_id) if client is not None else None
     start = _resume_state(config.get("resume_from"))
     if start is not None and client is not None:
         say(f"worker resumed from the checkpoint of epoch {start.epoch}")
@@ -92,6 +112,8 @@ def train_worker(config: dict[str, Any]) -> None:
                              checkpoint_dir_name=epoch_dir_name(state.epoch))
         reported = time.perf_counter()
         if client is not None:
+            if warming is not None:
+                warming.join()
             log_epoch_metrics(client, run_id, metrics, state.epoch)
             say(f"epoch {state.epoch} loss={metrics['loss']:.4f} roc_auc={metrics['roc_auc']:.4f} | timing "
                 f"train_s={metrics['epoch_time_s']:.3f} checkpoint_report_s={reported - began:.3f} "

@@ -1,0 +1,199 @@
+"""Run comparison at scale: ``workbench.registry.compare_runs`` vs ``mlflow.search_runs`` on 10,000 runs.
+
+Starts its own MLflow server (port 25200, state under benchmarks/_data/mlflow-runs-bench), fills one
+experiment with N runs of 20 params and 10 metrics each (``log_batch`` per run, in threads; skipped when
+a previous invocation already filled it), then times both functions returning every run as a pandas frame,
+and breaks the time down: the server's answer to the REST call (timed with a plain HTTP POST to
+``/api/2.0/mlflow/runs/search``, the same request MlflowClient sends), JSON → protobuf → ``Run`` parsing in
+the client, and frame building.
+
+    .venv/bin/python benchmarks/bench_runs.py [--runs 10000] [--repeat 3] [--keep] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import mlflow  # noqa: E402
+import requests  # noqa: E402
+from mlflow.entities import Metric, Param  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from workbench.config import Settings  # noqa: E402
+from workbench.registry import compare_runs  # noqa: E402
+from workbench.registry.runs import iter_runs, runs_frame  # noqa: E402
+from workbench.services import ServiceManager  # noqa: E402
+
+STATE = ROOT / "benchmarks" / "_data" / "mlflow-runs-bench"
+EXPERIMENT = "bench-runs"
+N_PARAMS, N_METRICS = 20, 10
+
+
+def populate(client: MlflowClient, n_runs: int, threads: int) -> tuple[str, str]:
+    """Create ``n_runs`` finished runs (20 params, 10 metrics, 3 tags); return (experiment id, name).
+
+    A marker file written at the end lets later invocations reuse the filled experiment; an interrupted
+    fill is abandoned and a fresh experiment is started.
+    """
+    marker = STATE / f"populated-{n_runs}.json"
+    if marker.is_file():
+        filled = json.loads(marker.read_text())["experiment_id"]
+        try:
+            found = client.get_experiment(filled)
+            if found.lifecycle_stage == "active":
+                print(f"reusing experiment {found.name} ({n_runs} runs from an earlier invocation)")
+                return found.experiment_id, found.name
+        except mlflow.exceptions.MlflowException:
+            pass
+    name = EXPERIMENT if client.get_experiment_by_name(EXPERIMENT) is None else f"{EXPERIMENT}-{int(time.time())}"
+    experiment_id = client.create_experiment(name)
+
+    def one(i: int) -> None:
+        now = int(time.time() * 1000)
+        run = client.create_run(experiment_id, run_name=f"run-{i:05d}", start_time=now,
+                                tags={"workbench.dataset_version": f"ds-{i % 7}",
+                                      "workbench.feature_service": "fraud_features_v1",
+                                      "workbench.kind": "training"})
+        params = [Param(f"p{j:02d}", str((i * 31 + j) % 97 / 10)) for j in range(N_PARAMS)]
+        metrics = [Metric(f"m{j:02d}", ((i * 17 + j * 13) % 1000) / 1000, now, 4) for j in range(N_METRICS - 1)]
+        metrics.append(Metric("roc_auc", (i * 7919 % 10007) / 10007, now, 4))
+        client.log_batch(run.info.run_id, metrics=metrics, params=params)
+        client.set_terminated(run.info.run_id, "FINISHED", end_time=now + 1000 + i % 5000)
+
+    began = time.perf_counter()
+    done = 0
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for _ in pool.map(one, range(n_runs)):
+            done += 1
+            if done % 1000 == 0:
+                rate = done / (time.perf_counter() - began)
+                print(f"  {done} runs ({rate:.0f} runs/s)", flush=True)
+    print(f"created {n_runs} runs in {time.perf_counter() - began:.1f} s with {threads} threads")
+    marker.write_text(json.dumps({"experiment_id": experiment_id, "name": name, "runs": n_runs}))
+    return experiment_id, name
+
+
+def timed(fn, repeat: int) -> tuple[float, list[float], object]:  # type: ignore[no-untyped-def]
+    times, result = [], None
+    for _ in range(repeat):
+        began = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times), times, result
+
+
+def breakdown(settings: Settings, client: MlflowClient, experiment_id: str, n_runs: int, page_size: int) -> None:
+    """Where the time of one comparison goes: server, transfer, client parsing, frame building."""
+    body = {"experiment_ids": [experiment_id], "max_results": page_size, "order_by": ["metrics.roc_auc DESC"]}
+    url = f"{settings.mlflow_uri}/api/2.0/mlflow/runs/search"
+    began = time.perf_counter()
+    pages, total_bytes, token = 0, 0, None
+    while True:
+        response = requests.post(url, json={**body, **({"page_token": token} if token else {})}, timeout=600)
+        response.raise_for_status()
+        total_bytes += len(response.content)
+        pages += 1
+        token = response.json().get("next_page_token")
+        if not token:
+            break
+    http_s = time.perf_counter() - began
+    print(f"  REST only (server query + JSON encode + transfer + json.loads): {http_s:.2f} s, {pages} page(s) "
+          f"of <= {page_size}, {total_bytes / 1e6:.1f} MB")
+    began = time.perf_counter()
+    runs = list(iter_runs(client, [experiment_id], max_results=None, page_size=page_size))
+    search_s = time.perf_counter() - began
+    began = time.perf_counter()
+    runs_frame(runs)
+    frame_s = time.perf_counter() - began
+    print(f"  MlflowClient.search_runs pages -> Run objects: {search_s:.2f} s "
+          f"(client-side protobuf parsing ~{search_s - http_s:.2f} s)")
+    print(f"  runs_frame (one pass, {len(runs)} runs): {frame_s:.3f} s")
+
+
+def profile(settings: Settings, name: str) -> None:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    compare_runs(settings, experiment=name, max_results=None)
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out).sort_stats("cumulative")
+    stats.print_stats(r"(rest_utils|http_request|json_format|from_proto|runs_frame|search_runs|iter_runs|"
+                      r"socket|ssl|_numeric_or_text)")
+    print("\n".join(out.getvalue().splitlines()[:45]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--page-size", type=int, default=0, help="compare_runs page size (0: its default)")
+    parser.add_argument("--keep", action="store_true", help="leave the benchmark's MLflow server running")
+    parser.add_argument("--profile", action="store_true", help="cProfile one compare_runs call")
+    args = parser.parse_args()
+
+    settings = Settings(project_dir=ROOT, state_dir=STATE, mlflow_port=25200,
+                        service_timeout_s=300.0)
+    manager = ServiceManager(settings)
+    began = time.perf_counter()
+    manager.up(("mlflow",))
+    print(f"MLflow server at {settings.mlflow_uri} up in {time.perf_counter() - began:.1f} s")
+    os.environ.update(settings.engine_env())
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # set_terminated prints a link per run
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    try:
+        client = MlflowClient(settings.mlflow_uri)
+        experiment_id, name = populate(client, args.runs, args.threads)
+        extra = {"page_size": args.page_size} if args.page_size else {}
+
+        def ours():  # type: ignore[no-untyped-def]
+            return compare_runs(settings, experiment=name, max_results=None, order_by=(), **extra)
+
+        def theirs():  # type: ignore[no-untyped-def]
+            return mlflow.search_runs(experiment_ids=[experiment_id], max_results=args.runs)
+
+        ours()  # warm both paths (imports, connection pools, the server's page cache)
+        theirs()
+        ours_s, ours_all, frame = timed(ours, args.repeat)
+        theirs_s, theirs_all, their_frame = timed(theirs, args.repeat)
+        assert len(frame) == args.runs == len(their_frame), (len(frame), len(their_frame))  # type: ignore[arg-type]
+        print(f"\n{args.runs} runs x ({N_PARAMS} params, {N_METRICS} metrics), median of {args.repeat}:")
+        print(f"  compare_runs      {ours_s:6.2f} s   {[round(t, 2) for t in ours_all]}  "
+              f"shape {frame.shape}")  # type: ignore[attr-defined]
+        print(f"  mlflow.search_runs {theirs_s:6.2f} s   {[round(t, 2) for t in theirs_all]}  "
+              f"shape {their_frame.shape}")  # type: ignore[attr-defined]
+        print(f"  ratio mlflow/ours  {theirs_s / ours_s:.2f}x")
+        ordered_s, _, _ = timed(lambda: compare_runs(settings, experiment=name, max_results=None), 1)
+        print(f"  compare_runs ordered by metrics.roc_auc DESC (in MLflow): {ordered_s:.2f} s")
+        top_s, _, top = timed(lambda: compare_runs(settings, experiment=name, max_results=20,
+                                                   filter_string="metrics.roc_auc > 0.5"), 3)
+        print(f"  compare_runs top 20 with a filter: {top_s:.3f} s (rows {len(top)})")  # type: ignore[arg-type]
+        best_s, _, _ = timed(lambda: compare_runs(settings, experiment=name, max_results=200,
+                                                  best_of={"roc_auc": "max"}), 1)
+        print(f"  compare_runs top 200 with best_of roc_auc (200 history calls): {best_s:.2f} s")
+        print("\nwhere the time goes (one pass each):")
+        breakdown(settings, client, experiment_id, args.runs, args.page_size or 10_000)
+        if args.profile:
+            profile(settings, name)
+    finally:
+        if not args.keep:
+            manager.down(("mlflow",))
+            print("benchmark MLflow server stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -34,7 +34,7 @@ from workbench.registry import (
     set_alias,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:Add type hints:UserWarning")]
 
 MODEL_CODE = '''
 import mlflow

@@ -102,6 +102,15 @@ def resolve(source: Source) -> DataFiles:
     return DataFiles(root, tuple(files), fmt)
 
 
+def threads() -> int:
+    """DuckDB threads: the cores this process may use, at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
 def connect() -> duckdb.DuckDBPyConnection:
     """A cursor on this process's in-memory DuckDB database; close it when done.
 
@@ -113,9 +122,8 @@ def connect() -> duckdb.DuckDBPyConnection:
     global _DB, _DB_PID
     with _DB_LOCK:
         if _DB is None or _DB_PID != os.getpid():
-            threads = max(1, min(os.cpu_count() or 1, 8))
             try:
-                db = duckdb.connect(config={"threads": threads, "memory_limit": DEFAULT_MEMORY_LIMIT})
+                db = duckdb.connect(config={"threads": threads(), "memory_limit": DEFAULT_MEMORY_LIMIT})
                 db.execute("LOAD icu")  # time zones; built into DuckDB
             except duckdb.Error as exc:  # pragma: no cover - only with a broken DuckDB install
                 raise InvalidInput(f"could not open DuckDB: {exc}") from exc

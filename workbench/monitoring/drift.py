@@ -33,7 +33,7 @@ import pandas as pd
 from scipy import special, stats
 
 from workbench.errors import InvalidInput
-from workbench.monitoring.prediction_log import LogSource, numeric_columns, read_log
+from workbench.monitoring.prediction_log import LogSource, log_columns, numeric_columns, read_log
 
 PSI_EPSILON = 1e-4
 """Fraction used in place of an empty bin in PSI (ln 0 is undefined); Evidently uses the same value."""
@@ -222,15 +222,15 @@ def ks_and_wasserstein(reference_sorted: np.ndarray, current_sorted: np.ndarray)
     order = np.argsort(both, kind="stable")
     merged = both[order]
     count_type = np.int32 if n1 + n2 < 2**31 else np.int64  # int32 cumsum is several times faster
-    below_ref = np.cumsum(order < n1, dtype=count_type)  # reference values at or before each merged position
-    below_cur = np.arange(1, n1 + n2 + 1, dtype=count_type) - below_ref
+    below_ref: np.ndarray = np.cumsum(order < n1, dtype=count_type)  # reference values up to each position
+    below_cur: np.ndarray = np.arange(1, n1 + n2 + 1, dtype=count_type) - below_ref
     cdf_gap = below_ref / n1 - below_cur / n2
     deltas = np.diff(merged)
     # Tied values: the CDFs are only defined after the last of a run of equal values.
     if np.count_nonzero(deltas) == deltas.size:
         at_values = cdf_gap
     else:
-        at_values = np.append(cdf_gap[np.flatnonzero(deltas)], cdf_gap[-1])
+        at_values = cdf_gap
     statistic = float(max(np.clip(-at_values.min(), 0, 1), at_values.max()))
     wasserstein = float(np.dot(np.abs(cdf_gap[:-1]), deltas))  # zero-width steps inside ties add nothing
     if max(n1, n2) <= KS_EXACT_MAX_N:
@@ -244,8 +244,12 @@ def ks_and_wasserstein(reference_sorted: np.ndarray, current_sorted: np.ndarray)
 # Preparing columns --------------------------------------------------------------------------------
 
 def _sorted_finite(values: np.ndarray | pd.Series, name: str, side: str) -> np.ndarray:
+    """The column's values as sorted float64, missing values dropped; InvalidInput if unusable."""
     try:
-        array = np.asarray(values, dtype=np.float64)
+        if isinstance(values, pd.Series):  # nullable dtypes (Float64, Int64, boolean) carry pd.NA
+            array = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"column {name!r} of the {side} is not numeric; drift is computed on numeric "
                            "features only (pass features=[...] to choose them)") from exc
@@ -283,7 +287,7 @@ class DriftReference:
             raise InvalidInput(f"the reference lacks feature column(s) {missing}; it has {list(frame.columns)}")
         if not names:
             raise InvalidInput("the reference has no numeric feature columns to compare")
-        columns = _map_columns(lambda c: _sorted_finite(frame[c].to_numpy(), c, "reference"), names)
+        columns = _map_columns(lambda c: _sorted_finite(frame[c], c, "reference"), names)
         return cls(columns=columns, score_column=score_column)
 
     def std(self, name: str) -> float:
@@ -365,7 +369,7 @@ def drift_report(reference: LogSource | DriftReference, current: LogSource, feat
     if binning not in ("quantile", "uniform"):
         raise InvalidInput(f"binning must be 'quantile' or 'uniform', got {binning!r}")
     t = thresholds or DriftThresholds()
-    cur_cols = _source_columns(current)
+    cur_cols = log_columns(current)
     if isinstance(reference, DriftReference):
         prepared = reference
         names = list(features) if features is not None else [
@@ -393,7 +397,7 @@ def drift_report(reference: LogSource | DriftReference, current: LogSource, feat
 
     def one(name: str) -> FeatureDrift:
         ref_sorted = prepared.columns[name]
-        cur_sorted = _sorted_finite(cur_frame[name].to_numpy(), name, "current sample")
+        cur_sorted = _sorted_finite(cur_frame[name], name, "current sample")
         edges = prepared.quantile_edges(name, bins) if binning == "quantile" else None
         return compare_column(ref_sorted, cur_sorted, name, kind="score" if name == score else "feature",
                               thresholds=t, bins=bins, binning=binning, reference_std=prepared.std(name),
@@ -405,19 +409,6 @@ def drift_report(reference: LogSource | DriftReference, current: LogSource, feat
             prepared.quantile_edges(name, bins)
     results = _map_columns(one, wanted)
     return DriftReport(features=tuple(results[n] for n in wanted), thresholds=t, bins=bins, binning=binning)
-
-
-def _source_columns(source: LogSource) -> list[str]:
-    if isinstance(source, pd.DataFrame):
-        return [str(c) for c in source.columns]
-    import duckdb
-
-    from workbench.monitoring.prediction_log import open_log_view
-    con = duckdb.connect()
-    try:
-        return open_log_view(con, source)
-    finally:
-        con.close()
 
 
 @dataclass(frozen=True)
@@ -437,8 +428,8 @@ def histogram_comparison(reference: pd.DataFrame | Mapping[str, np.ndarray],
     for side, data in (("reference", reference), ("current sample", current)):
         if feature not in data:
             raise InvalidInput(f"the {side} has no column {feature!r}")
-    ref = _sorted_finite(np.asarray(reference[feature]), feature, "reference")
-    cur = _sorted_finite(np.asarray(current[feature]), feature, "current sample")
+    ref = _sorted_finite(reference[feature], feature, "reference")
+    cur = _sorted_finite(current[feature], feature, "current sample")
     inner = uniform_edges(ref, cur, bins)
     lo, hi = min(ref[0], cur[0]), max(ref[-1], cur[-1])
     all_edges = np.histogram_bin_edges(np.array([lo, hi]), bins=bins)

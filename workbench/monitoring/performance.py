@@ -63,7 +63,7 @@ def latency_over_time(log: LogSource, window: str | pd.Timedelta = "1min", *, by
         require_columns(columns, ["timestamp", "latency_ms", *([by] if by else [])])
         where, params = _filters(columns, deployment, model_version)
         group = f", {quote(by)} AS {quote(by)}" if by else ""
-        sql = (f"SELECT (epoch_us(timestamp) // {width_us}) AS bucket{group}, count(*) AS requests, "
+        sql = (f"SELECT (epoch_us(timestamp::TIMESTAMPTZ) // {width_us}) AS bucket{group}, count(*) AS requests, "
                "quantile_cont(latency_ms, [0.5, 0.9, 0.99]) AS q, avg(latency_ms) AS mean, max(latency_ms) AS mx "
                f"FROM {LOG_VIEW}{where} GROUP BY ALL ORDER BY ALL")
         rows = con.execute(sql, params).df()
@@ -125,12 +125,12 @@ def performance_summary(log: LogSource, *, deployment: str | None = None,
         require_columns(columns, ["timestamp", "latency_ms"])
         where, params = _filters(columns, deployment, model_version)
         row = con.execute(
-            "SELECT count(*), min(timestamp), max(timestamp), epoch_us(max(timestamp)) - epoch_us(min(timestamp)), "
+            "SELECT count(*), min(timestamp), max(timestamp), "
+            "epoch_us(max(timestamp)::TIMESTAMPTZ) - epoch_us(min(timestamp)::TIMESTAMPTZ), "
             "quantile_cont(latency_ms, [0.5, 0.9, 0.99]), avg(latency_ms), max(latency_ms) "
-            f"FROM {LOG_VIEW}{where}", params).fetchone()
+            f"FROM {LOG_VIEW}{where}", params).fetchone() or (0, None, None, None, None, None, None)
     finally:
         con.close()
-    assert row is not None
     n, start, end, span_us, q, mean, mx = row
     if n == 0:
         what = f" for deployment {deployment!r}" if deployment else ""

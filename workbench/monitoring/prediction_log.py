@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeAlias
 
 import duckdb
 import pandas as pd
@@ -22,7 +23,7 @@ LABEL_COLUMNS = ("request_id", "label")
 # Columns of a log (or of a labelled log) that are never model inputs.
 NON_FEATURE_COLUMNS = frozenset(LOG_COLUMNS) | {"label", "label_timestamp"}
 
-LogSource = pd.DataFrame | str | os.PathLike[str]
+LogSource: TypeAlias = "pd.DataFrame | str | os.PathLike[str]"
 LOG_VIEW = "prediction_log"
 
 
@@ -44,8 +45,9 @@ def open_log_view(con: duckdb.DuckDBPyConnection, source: LogSource, view: str =
     """Make ``source`` queryable as ``view`` on ``con``; returns its column names.
 
     A DataFrame is registered without copying; Parquet is scanned lazily, so aggregates over a large
-    log never load it whole.
+    log never load it whole. Timestamps without a zone are read as UTC.
     """
+    con.execute("SET TimeZone = 'UTC'")
     if isinstance(source, pd.DataFrame):
         con.register(view, source)
     elif isinstance(source, str | os.PathLike):
@@ -53,8 +55,20 @@ def open_log_view(con: duckdb.DuckDBPyConnection, source: LogSource, view: str =
         escaped = glob.replace("'", "''")
         con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet('{escaped}', union_by_name=true)")
     else:
-        raise InvalidInput(f"expected a DataFrame or a Parquet path for the prediction log, got {type(source).__name__}")
+        raise InvalidInput("expected a DataFrame or a Parquet path for the prediction log, "
+                           f"got {type(source).__name__}")
     return [row[0] for row in con.execute(f"DESCRIBE {view}").fetchall()]
+
+
+def log_columns(source: LogSource) -> list[str]:
+    """Column names of a log without reading its rows."""
+    if isinstance(source, pd.DataFrame):
+        return [str(c) for c in source.columns]
+    con = duckdb.connect()
+    try:
+        return open_log_view(con, source)
+    finally:
+        con.close()
 
 
 def require_columns(present: Sequence[str], needed: Sequence[str], what: str = "prediction log") -> None:

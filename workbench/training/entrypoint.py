@@ -12,23 +12,41 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 import time
 from types import FrameType
 
 _STARTED = time.perf_counter()
+_STARTED_UNIX = time.time()
 
 import ray  # noqa: E402 - imports are timed from process start
 import torch  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
 
 from workbench.training.export import log_fraud_model  # noqa: E402
 from workbench.training.frame import read_frame  # noqa: E402
+from workbench.training.joblog import say  # noqa: E402
 from workbench.training.spec import TrainingSpec  # noqa: E402
-from workbench.training.tracking import TAG_JOB_ID, set_tags, tracking_client  # noqa: E402
-from workbench.training.trainer import run_training, say  # noqa: E402
+from workbench.training.tracking import set_tags, tracking_client  # noqa: E402
+from workbench.training.trainer import run_training  # noqa: E402
 
 
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds through `finally`, so the run is marked KILLED
+
+
+def _warm_up(client: MlflowClient, run_id: str) -> threading.Thread:
+    """Make the first MLflow request in the background, overlapping the frame check and ``ray.init``:
+    it loads every MLflow plugin installed, which can take seconds."""
+    def ask() -> None:
+        try:
+            client.get_run(run_id)
+        except Exception:  # noqa: BLE001 - the real calls report errors; this only pre-pays start-up
+            pass
+
+    thread = threading.Thread(target=ask, name="mlflow-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--spec", required=True, help="path of the TrainingSpec JSON")
     parser.add_argument("--run-id", required=True, help="the MLflow run to log into")
     parser.add_argument("--tracking-uri", required=True, help="the MLflow tracking server")
-    parser.add_argument("--job-id", default="", help="the Ray job's submission id, tagged on the run")
+    parser.add_argument("--job-id", default="", help="the Ray job's submission id (printed; the submitter tags it)")
     return parser.parse_args(argv)
 
 
@@ -45,13 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     torch.set_num_threads(1)  # the driver only coordinates; the cores belong to the workers
-    say(f"timing driver_imports_s={time.perf_counter() - _STARTED:.3f}")
+    say(f"job {args.job_id or '?'} for MLflow run {args.run_id}; timing driver_started_unix={_STARTED_UNIX:.3f} "
+        f"driver_imports_s={time.perf_counter() - _STARTED:.3f}")
     client = tracking_client(args.tracking_uri)
     status = "FAILED"
     try:
         spec = TrainingSpec.load(args.spec)
-        if args.job_id:
-            set_tags(client, args.run_id, {TAG_JOB_ID: args.job_id})
+        warming = _warm_up(client, args.run_id)
         began = time.perf_counter()
         frame = read_frame(spec)  # fails fast on labels that are not 0/1, missing values, one class
         example = frame[list(spec.feature_columns)].head(5)
@@ -60,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         began = time.perf_counter()
         ray.init(log_to_driver=True)
         say(f"timing ray_init_s={time.perf_counter() - began:.3f}")
+        warming.join()
         if spec.sweep is not None:
             from workbench.training.sweep import run_sweep
 

@@ -15,7 +15,7 @@ export GIT_PYTHON_REFRESH := quiet
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 # Demo sizes: small enough for 2 cores, big enough to learn something.
-DEMO_ROWS ?= 200000
+DEMO_ROWS ?= 100000
 DEMO_EPOCHS ?= 5
 
 .PHONY: setup demo test lab lint typecheck unit integration notebooks up down status clean bench

@@ -23,6 +23,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -86,7 +87,7 @@ def populate(client: MlflowClient, n_runs: int, threads: int) -> tuple[str, str]
     return experiment_id, name
 
 
-def timed(fn, repeat: int) -> tuple[float, list[float], object]:  # type: ignore[no-untyped-def]
+def timed(fn, repeat: int) -> tuple[float, list[float], Any]:  # type: ignore[no-untyped-def]
     times, result = [], None
     for _ in range(repeat):
         began = time.perf_counter()
@@ -124,15 +125,29 @@ def breakdown(settings: Settings, client: MlflowClient, experiment_id: str, n_ru
 
 
 def profile(settings: Settings, name: str) -> None:
+    """cProfile one compare_runs call and sum the cumulative time of the steps that matter."""
     profiler = cProfile.Profile()
+    began = time.perf_counter()
     profiler.enable()
-    compare_runs(settings, experiment=name, max_results=None)
+    compare_runs(settings, experiment=name, max_results=None, order_by=())
     profiler.disable()
-    out = io.StringIO()
-    stats = pstats.Stats(profiler, stream=out).sort_stats("cumulative")
-    stats.print_stats(r"(rest_utils|http_request|json_format|from_proto|runs_frame|search_runs|iter_runs|"
-                      r"socket|ssl|_numeric_or_text)")
-    print("\n".join(out.getvalue().splitlines()[:45]))
+    total = time.perf_counter() - began
+    stats = pstats.Stats(profiler, stream=io.StringIO())
+    steps = {  # (file suffix, function) -> label
+        ("mlflow/utils/rest_utils.py", "http_request"): "HTTP request: server work + transfer (waiting)",
+        ("json/__init__.py", "loads"): "json.loads of the response",
+        ("google/protobuf/json_format.py", "ParseDict"): "JSON dict -> protobuf (json_format.ParseDict)",
+        ("mlflow/entities/run.py", "from_proto"): "protobuf -> mlflow Run entities",
+        ("workbench/registry/runs.py", "runs_frame"): "runs_frame: Run entities -> DataFrame",
+    }
+    sums = dict.fromkeys(steps.values(), 0.0)
+    for (filename, _, function), (_, _, _, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
+        for (suffix, wanted), label in steps.items():
+            if function == wanted and filename.endswith(suffix):
+                sums[label] += cumulative
+    print(f"  cProfile of one compare_runs call ({total:.2f} s under the profiler):")
+    for label, seconds in sums.items():
+        print(f"    {label:<50} {seconds:6.2f} s")
 
 
 def main() -> int:
@@ -141,6 +156,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--page-size", type=int, default=0, help="compare_runs page size (0: its default)")
+    parser.add_argument("--fetch-threads", type=int, default=4, help="threads for compare_runs(threads=...)")
     parser.add_argument("--keep", action="store_true", help="leave the benchmark's MLflow server running")
     parser.add_argument("--profile", action="store_true", help="cProfile one compare_runs call")
     args = parser.parse_args()
@@ -159,31 +175,41 @@ def main() -> int:
         experiment_id, name = populate(client, args.runs, args.threads)
         extra = {"page_size": args.page_size} if args.page_size else {}
 
-        def ours():  # type: ignore[no-untyped-def]
-            return compare_runs(settings, experiment=name, max_results=None, order_by=(), **extra)
+        def ours(threads: int = 1):  # type: ignore[no-untyped-def]
+            return compare_runs(settings, experiment=name, max_results=None, order_by=(), threads=threads, **extra)
 
-        def theirs():  # type: ignore[no-untyped-def]
-            return mlflow.search_runs(experiment_ids=[experiment_id], max_results=args.runs)
+        def theirs(output_format: str = "pandas"):  # type: ignore[no-untyped-def]
+            return mlflow.search_runs(experiment_ids=[experiment_id], max_results=args.runs,
+                                      output_format=output_format)
 
         ours()  # warm both paths (imports, connection pools, the server's page cache)
         theirs()
         ours_s, ours_all, frame = timed(ours, args.repeat)
+        par_s, par_all, par_frame = timed(lambda: ours(args.fetch_threads), args.repeat)
         theirs_s, theirs_all, their_frame = timed(theirs, args.repeat)
-        assert len(frame) == args.runs == len(their_frame), (len(frame), len(their_frame))  # type: ignore[arg-type]
-        print(f"\n{args.runs} runs x ({N_PARAMS} params, {N_METRICS} metrics), median of {args.repeat}:")
-        print(f"  compare_runs      {ours_s:6.2f} s   {[round(t, 2) for t in ours_all]}  "
-              f"shape {frame.shape}")  # type: ignore[attr-defined]
-        print(f"  mlflow.search_runs {theirs_s:6.2f} s   {[round(t, 2) for t in theirs_all]}  "
-              f"shape {their_frame.shape}")  # type: ignore[attr-defined]
-        print(f"  ratio mlflow/ours  {theirs_s / ours_s:.2f}x")
+        list_s, list_all, _ = timed(lambda: theirs("list"), args.repeat)
+        assert len(frame) == len(par_frame) == args.runs == len(their_frame), (len(frame), len(their_frame))
+        assert frame["run_id"].tolist() == par_frame["run_id"].tolist() == their_frame["run_id"].tolist()
+        print(f"\n{args.runs} runs x ({N_PARAMS} params, {N_METRICS} metrics), all as one frame, median of "
+              f"{args.repeat} (each try listed):")
+        print(f"  compare_runs                     {ours_s:6.2f} s  {[round(t, 2) for t in ours_all]}  "
+              f"shape {frame.shape}")
+        print(f"  compare_runs threads={args.fetch_threads}           {par_s:6.2f} s  "
+              f"{[round(t, 2) for t in par_all]}")
+        print(f"  mlflow.search_runs               {theirs_s:6.2f} s  {[round(t, 2) for t in theirs_all]}  "
+              f"shape {their_frame.shape}")
+        print(f"  mlflow.search_runs(list)         {list_s:6.2f} s  {[round(t, 2) for t in list_all]}  "
+              f"(no frame: its frame building costs ~{theirs_s - list_s:.2f} s)")
+        print(f"  ratio mlflow.search_runs / compare_runs: {theirs_s / ours_s:.2f}x "
+              f"(threads={args.fetch_threads}: {theirs_s / par_s:.2f}x)")
         ordered_s, _, _ = timed(lambda: compare_runs(settings, experiment=name, max_results=None), 1)
         print(f"  compare_runs ordered by metrics.roc_auc DESC (in MLflow): {ordered_s:.2f} s")
         top_s, _, top = timed(lambda: compare_runs(settings, experiment=name, max_results=20,
                                                    filter_string="metrics.roc_auc > 0.5"), 3)
-        print(f"  compare_runs top 20 with a filter: {top_s:.3f} s (rows {len(top)})")  # type: ignore[arg-type]
+        print(f"  compare_runs top 20 with a filter: {top_s:.3f} s (rows {len(top)})")
         best_s, _, _ = timed(lambda: compare_runs(settings, experiment=name, max_results=200,
                                                   best_of={"roc_auc": "max"}), 1)
-        print(f"  compare_runs top 200 with best_of roc_auc (200 history calls): {best_s:.2f} s")
+        print(f"  compare_runs top 200 with best_of roc_auc (200 history calls, 8 threads): {best_s:.2f} s")
         print("\nwhere the time goes (one pass each):")
         breakdown(settings, client, experiment_id, args.runs, args.page_size or 10_000)
         if args.profile:

@@ -206,6 +206,17 @@ def test_compute_features_writes_parquet_and_manifest(tmp_path: Path, txns: pd.D
     assert not list((settings.feast_dir / "data").glob("*.tmp"))
 
 
+def test_amount_sums_are_exact_so_every_run_gives_the_same_bits() -> None:
+    """0.1 + 0.2 + 0.3 in floating point is 0.6000000000000001 and depends on the order of addition
+    (DuckDB's threads choose it); in whole cents it is exactly 60, so the mean is exactly 0.2."""
+    t0 = pd.Timestamp("2024-01-01", tz="UTC")
+    txns = pd.DataFrame({"user_id": 1, "merchant_id": 1, "is_fraud": 0, "amount": [0.1, 0.2, 0.3, 1.0],
+                         "event_timestamp": [t0 + pd.Timedelta(minutes=m) for m in range(4)]})
+    last = row(compute_user_features(txns), "user_id", 1, "2024-01-01 00:03")
+    assert last["user_amount_mean_1d"] == 0.2 and last["user_amount_mean_7d"] == 0.2
+    assert last["user_amount_std_7d"] == pytest.approx(0.1, rel=1e-15)
+
+
 def test_nanoseconds_are_floored_like_microsecond_data(txns: pd.DataFrame) -> None:
     shifted = txns.assign(event_timestamp=txns["event_timestamp"] + pd.Timedelta(nanoseconds=999))
     pd.testing.assert_frame_equal(compute_user_features(shifted), compute_user_features(txns))

@@ -80,3 +80,13 @@ def test_over_time_reports_nan_for_a_one_class_window() -> None:
 def test_bad_labels_are_explained(bad: pd.DataFrame, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         join_labels(log(), bad)
+
+
+def test_parquet_log_and_microsecond_timestamps_give_the_same_windows(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    frame = log()
+    frame.to_parquet(tmp_path / "log.parquet")
+    expected = quality_over_time(frame, labels(), window="1h")
+    pd.testing.assert_frame_equal(quality_over_time(tmp_path / "log.parquet", labels(), "1h"), expected,
+                                  check_dtype=False)
+    as_us = frame.assign(timestamp=frame["timestamp"].dt.as_unit("us"))
+    pd.testing.assert_frame_equal(quality_over_time(as_us, labels(), "1h"), expected)

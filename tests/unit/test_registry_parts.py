@@ -157,3 +157,22 @@ def test_card_markdown_says_unknown_for_missing_links() -> None:
     assert "- feature service: neither" in text
     assert card.dataset_version == "ds1" and card.feature_service == UNKNOWN
     assert "Gaps: 1" in card.summary()
+
+
+def test_merge_key_reproduces_mlflow_order() -> None:
+    from workbench.registry.runs import _merge_key
+
+    runs = [
+        _run("1" * 32, params={}, metrics={"roc_auc": 0.8}, tags={}, start=10),
+        _run("2" * 32, params={}, metrics={"roc_auc": float("nan")}, tags={}, start=20),
+        _run("3" * 32, params={}, metrics={}, tags={}, start=30),
+        _run("4" * 32, params={}, metrics={"roc_auc": 0.9}, tags={}, start=5),
+        _run("5" * 32, params={}, metrics={"roc_auc": 0.8}, tags={}, start=40),  # tie: newer first
+    ]
+    desc = sorted(runs, key=_merge_key(["metrics.roc_auc DESC"]))
+    assert [r.info.run_id[0] for r in desc] == ["4", "5", "1", "2", "3"]  # NaN, then missing, last
+    asc = sorted(runs, key=_merge_key(["metrics.`roc_auc`"]))
+    assert [r.info.run_id[0] for r in asc] == ["5", "1", "4", "2", "3"]
+    default = sorted(runs, key=_merge_key([]))
+    assert [r.info.run_id[0] for r in default] == ["5", "3", "2", "1", "4"]  # start_time DESC
+    assert _merge_key(["params.lr DESC"]) is None  # string orderings stay with MLflow alone

@@ -10,10 +10,11 @@ Users get two rows per transaction time ``t``: one at ``t`` (what that transacti
 at ``t + 1 µs`` (the state right after it), so an entity timestamp between two transactions sees the
 earlier one too. Between rows the windows do not slide: a 1-day count stays as it was at the last row.
 
-Timestamps are floored to microseconds. Windows are half-open: ``1d`` means
-``t - 1 day <= event_timestamp < t``. Aggregates over an empty window are null (means, std, fraud
-rate, time since last) or 0 (counts); a model must impute nulls, as it must for ids it has never
-seen online.
+Amounts count in whole cents, so window sums are exact integers and every run writes identical
+tables (floating-point sums would change in the last bits with DuckDB's thread scheduling, and with
+them the training frame's content hash). Timestamps are floored to microseconds. Windows are
+half-open: ``1d`` means ``t - 1 day <= event_timestamp < t``. Aggregates over an empty window are
+null (means, std, fraud rate, time since last) or 0 (counts); see ``FILL_VALUES``.
 
 Merchant features are daily snapshots: the row at ``D`` (midnight UTC) aggregates the merchant's
 transactions before ``D``, and a transaction on day ``D`` joins that row. Two reasons: Feast's file
@@ -77,27 +78,38 @@ Transactions: TypeAlias = pd.DataFrame | Path | str
 _W = "PARTITION BY {key} ORDER BY event_timestamp RANGE BETWEEN {start} AND CURRENT ROW EXCLUDE GROUP"
 _USER_SQL = f"""
 WITH rows AS (
-    SELECT user_id, event_timestamp, amount FROM txn
+    SELECT user_id, event_timestamp, round(amount * 100)::HUGEINT AS cents FROM txn
     UNION ALL
-    SELECT DISTINCT user_id, event_timestamp + INTERVAL 1 MICROSECOND, NULL::DOUBLE FROM txn
+    SELECT DISTINCT user_id, event_timestamp + INTERVAL 1 MICROSECOND, NULL::HUGEINT FROM txn
     UNION ALL
-    SELECT DISTINCT user_id, $as_of::TIMESTAMPTZ, NULL::DOUBLE FROM txn
+    SELECT DISTINCT user_id, $as_of::TIMESTAMPTZ, NULL::HUGEINT FROM txn
+),
+windowed AS (
+    SELECT
+        user_id,
+        event_timestamp,
+        count(cents) OVER d1 AS n1,
+        sum(cents) OVER d1 AS s1,
+        count(cents) OVER d7 AS n7,
+        sum(cents) OVER d7 AS s7,
+        sum(cents * cents) OVER d7 AS q7,
+        max(event_timestamp) FILTER (WHERE cents IS NOT NULL) OVER ever AS last_txn
+    FROM rows
+    WINDOW
+        d1 AS ({_W.format(key="user_id", start="INTERVAL 1 DAY PRECEDING")}),
+        d7 AS ({_W.format(key="user_id", start="INTERVAL 7 DAY PRECEDING")}),
+        ever AS ({_W.format(key="user_id", start="UNBOUNDED PRECEDING")})
 )
 SELECT DISTINCT ON (user_id, event_timestamp)
     user_id,
     event_timestamp,
-    count(amount) OVER d1 AS user_txn_count_1d,
-    count(amount) OVER d7 AS user_txn_count_7d,
-    avg(amount) OVER d1 AS user_amount_mean_1d,
-    avg(amount) OVER d7 AS user_amount_mean_7d,
-    stddev_samp(amount) OVER d7 AS user_amount_std_7d,
-    (epoch_us(event_timestamp) - epoch_us(max(event_timestamp) FILTER (WHERE amount IS NOT NULL) OVER ever))
-        / 1e6 AS user_seconds_since_last_txn
-FROM rows
-WINDOW
-    d1 AS ({_W.format(key="user_id", start="INTERVAL 1 DAY PRECEDING")}),
-    d7 AS ({_W.format(key="user_id", start="INTERVAL 7 DAY PRECEDING")}),
-    ever AS ({_W.format(key="user_id", start="UNBOUNDED PRECEDING")})
+    n1 AS user_txn_count_1d,
+    n7 AS user_txn_count_7d,
+    CASE WHEN n1 > 0 THEN s1::DOUBLE / (n1 * 100.0) END AS user_amount_mean_1d,
+    CASE WHEN n7 > 0 THEN s7::DOUBLE / (n7 * 100.0) END AS user_amount_mean_7d,
+    CASE WHEN n7 > 1 THEN sqrt((n7 * q7 - s7 * s7)::DOUBLE / (n7 * (n7 - 1))) / 100.0 END AS user_amount_std_7d,
+    (epoch_us(event_timestamp) - epoch_us(last_txn)) / 1e6 AS user_seconds_since_last_txn
+FROM windowed
 ORDER BY event_timestamp, user_id
 """
 _MERCHANT_SQL = f"""

@@ -5,7 +5,7 @@ Four statistics per feature, each answering a different question:
 * **PSI** (population stability index) on bins cut at the reference's quantiles: how much the mass
   moved between bins. ``sum((c - r) * ln(c / r))`` over bins, where ``r``/``c`` are the reference and
   current fractions; an empty bin's fraction is replaced by :data:`PSI_EPSILON` (1e-4) so the log is
-  finite (the same convention as Evidently).
+  finite (Evidently uses 1e-4 too, unless a non-empty bin holds less than that).
 * **Kolmogorov-Smirnov** statistic and p-value: the largest gap between the two empirical CDFs; equal to
   ``scipy.stats.ks_2samp`` (exact p-value up to 10,000 rows per side, Smirnov's asymptotic one above,
   as scipy's ``method="auto"``).
@@ -36,7 +36,8 @@ from workbench.errors import InvalidInput
 from workbench.monitoring.prediction_log import LogSource, log_columns, numeric_columns, read_log
 
 PSI_EPSILON = 1e-4
-"""Fraction used in place of an empty bin in PSI (ln 0 is undefined); Evidently uses the same value."""
+"""Fraction used in place of an empty bin in PSI (ln 0 is undefined): small enough not to mask a real
+shift, large enough that one empty tail bin cannot dominate the sum."""
 DEFAULT_BINS = 10
 """Deciles: the bin count the usual PSI thresholds (0.1 / 0.2) were calibrated for."""
 KS_EXACT_MAX_N = 10_000
@@ -230,7 +231,7 @@ def ks_and_wasserstein(reference_sorted: np.ndarray, current_sorted: np.ndarray)
     if np.count_nonzero(deltas) == deltas.size:
         at_values = cdf_gap
     else:
-        at_values = cdf_gap
+        at_values = np.append(cdf_gap[np.flatnonzero(deltas)], cdf_gap[-1])
     statistic = float(max(np.clip(-at_values.min(), 0, 1), at_values.max()))
     wasserstein = float(np.dot(np.abs(cdf_gap[:-1]), deltas))  # zero-width steps inside ties add nothing
     if max(n1, n2) <= KS_EXACT_MAX_N:

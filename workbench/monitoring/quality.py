@@ -136,9 +136,9 @@ def quality_over_time(log: LogSource, labels: pd.DataFrame, window: str | pd.Tim
                "note"]
     if joined.empty:
         return pd.DataFrame(columns=columns)
-    ts = pd.to_datetime(joined["timestamp"], utc=True)
+    micros = pd.to_datetime(joined["timestamp"], utc=True).dt.as_unit("us").astype("int64")
     width_us = int(round(width * 1e6))
-    bucket = (ts.astype("int64") // 1000) // width_us  # microseconds since the epoch, in window units
+    bucket = micros // width_us  # windows aligned to the epoch, as in latency_over_time
     rows = []
     for b, part in joined.groupby(bucket.to_numpy(), sort=True):
         start = pd.Timestamp(int(b) * width_us, unit="us", tz="UTC")

@@ -16,7 +16,7 @@ from workbench.registry.promote import (
     register_best,
 )
 from workbench.registry.reproduce import ReproduceResult, compare_metrics, recorded_spec, reproduce
-from workbench.registry.runs import compare_runs, iter_runs, runs_frame
+from workbench.registry.runs import compare_runs, fetch_runs, iter_runs, runs_frame
 from workbench.registry.versions import (
     CHALLENGER,
     CHAMPION,
@@ -48,6 +48,7 @@ __all__ = [
     "build_lineage_card",
     "compare_metrics",
     "compare_runs",
+    "fetch_runs",
     "find_train_record",
     "get_model_version",
     "holdout_roc_auc",

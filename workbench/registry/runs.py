@@ -9,6 +9,7 @@ runs' ``data`` dicts in one pass over column lists, which is what keeps 10,000 r
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
@@ -43,6 +44,11 @@ _FILTER_HELP = ("filters look like \"metrics.roc_auc > 0.9 and params.lr = '0.00
                 "like \"metrics.roc_auc DESC\"")
 
 BestMode = Literal["max", "min"]
+#: Run ids are uuid4 hex: their first character splits any set of runs into 16 near-equal partitions.
+_PARTITIONS = "0123456789abcdef"
+_ORDER_ITEM = re.compile(r"(?P<kind>[A-Za-z]+)\.(?P<key>`[^`]+`|\S+?)(?:\s+(?P<dir>ASC|DESC))?\s*", re.IGNORECASE)
+_TIME_ATTRIBUTES = {"start_time": "start_time", "end_time": "end_time", "created": "start_time",
+                    "Created": "start_time"}
 
 
 def iter_runs(
@@ -88,6 +94,80 @@ def iter_runs(
             return
 
 
+def fetch_runs(
+    client: MlflowClient,
+    experiment_ids: Sequence[str],
+    *,
+    filter_string: str = "",
+    order_by: Sequence[str] = DEFAULT_ORDER_BY,
+    max_results: int | None = 1000,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    run_view: str = "active",
+    threads: int = 1,
+) -> list[Run]:
+    """The runs :func:`iter_runs` yields, as a list; with ``threads > 1`` fetched as 16 partitions at once.
+
+    The partitions add ``attributes.run_id LIKE '<hex>%'`` to the filter, so MLflow still filters and
+    orders (and cuts to ``max_results``) inside each; the client only merges the 16 sorted lists. That
+    lets the server answer one partition while the client parses another. It applies when every
+    ``order_by`` item is a metric or start/end time (whose order the merge reproduces exactly: NaN, then
+    missing values last, ties by start time descending, then run id); other orderings, and
+    ``threads=1``, page through one query. Each partition may return up to ``max_results`` runs, so keep
+    it for large result sets.
+    """
+    items = [order_by] if isinstance(order_by, str) else list(order_by)
+    merge_key = _merge_key(items) if threads > 1 else None
+    if merge_key is None:
+        return list(iter_runs(client, experiment_ids, filter_string=filter_string, order_by=items,
+                              max_results=max_results, page_size=page_size, run_view=run_view))
+    base = f"{filter_string} and " if filter_string and filter_string.strip() else ""
+
+    def part(prefix: str) -> list[Run]:
+        return list(iter_runs(client, experiment_ids, filter_string=f"{base}attributes.run_id LIKE '{prefix}%'",
+                              order_by=items, max_results=max_results, page_size=page_size, run_view=run_view))
+
+    with ThreadPoolExecutor(max_workers=min(threads, len(_PARTITIONS))) as pool:
+        runs = [run for chunk in pool.map(part, _PARTITIONS) for run in chunk]
+    runs.sort(key=merge_key)
+    return runs if max_results is None else runs[:max_results]
+
+
+def _merge_key(items: Sequence[str]) -> Any:
+    """A sort key reproducing MLflow's order for metric / start-end-time orderings, else None."""
+    clauses: list[tuple[str, str, bool]] = []
+    for item in items:
+        match = _ORDER_ITEM.fullmatch(item.strip())
+        if not match:
+            return None
+        kind, key = match["kind"].lower(), match["key"].strip("`")
+        ascending = (match["dir"] or "ASC").upper() == "ASC"
+        if kind in ("metric", "metrics"):
+            clauses.append(("metric", key, ascending))
+        elif kind in ("attribute", "attributes", "attr", "run") and key in _TIME_ATTRIBUTES:
+            clauses.append(("time", _TIME_ATTRIBUTES[key], ascending))
+        else:
+            return None
+    by_start = any(kind == "time" and key == "start_time" for kind, key, _ in clauses)
+
+    def key_of(run: Run) -> tuple[Any, ...]:
+        parts: list[Any] = []
+        for kind, name, ascending in clauses:
+            value = run.data.metrics.get(name) if kind == "metric" else getattr(run.info, name)
+            if value is None:
+                parts += [2, 0.0]
+            elif kind == "metric" and math.isnan(value):
+                parts += [1, 0.0]
+            else:
+                parts += [0, value if ascending else -value]
+        if not by_start:
+            start = run.info.start_time
+            parts += [1, 0.0] if start is None else [0, -start]
+        parts.append(run.info.run_id)
+        return tuple(parts)
+
+    return key_of
+
+
 def compare_runs(
     settings: Settings,
     experiment: str | Sequence[str] | None = None,
@@ -101,6 +181,7 @@ def compare_runs(
     run_view: str = "active",
     numeric_params: bool = True,
     page_size: int = DEFAULT_PAGE_SIZE,
+    threads: int = 1,
     history_threads: int = 8,
 ) -> pd.DataFrame:
     """One row per run of ``experiment`` (default: the settings'), in MLflow's ``order_by`` order.
@@ -111,12 +192,13 @@ def compare_runs(
     ``numeric_params``), ``metrics.<name>`` (the run's latest value) and, for each ``best_of`` entry such
     as ``{"roc_auc": "max", "val_loss": "min"}``, ``best.<name>`` and ``best_step.<name>`` taken from the
     metric's whole history. ``metrics`` / ``params`` restrict the columns to those names (None: all).
+    ``threads > 1`` fetches in parallel partitions (see :func:`fetch_runs`).
     """
     best = _check_best_of(best_of)
     client = mlflow_client(settings)
     ids = experiment_ids(client, settings, experiment)
-    runs = list(iter_runs(client, ids, filter_string=filter_string, order_by=order_by, max_results=max_results,
-                          page_size=page_size, run_view=run_view))
+    runs = fetch_runs(client, ids, filter_string=filter_string, order_by=order_by, max_results=max_results,
+                      page_size=page_size, run_view=run_view, threads=threads)
     frame = runs_frame(runs, metrics=metrics, params=params, numeric_params=numeric_params)
     if best:
         histories = _best_values(client, [r.info.run_id for r in runs], best, history_threads)

@@ -51,6 +51,8 @@ TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 #: Ray Train gives up starting a worker group after 60 s by default and starts over; on a busy small
 #: machine a worker's imports alone can take longer, so the job waits longer instead of thrashing.
 JOB_ENV = {"PYTHONUNBUFFERED": "1", "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "600"}
+#: On one local machine nothing is preempted: skip Ray Train's preemption-watcher actor (one process less).
+LOCAL_JOB_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
 
 class TrainingTimeout(WorkbenchError, TimeoutError):
@@ -156,7 +158,8 @@ def _submit(settings: Settings, spec: TrainingSpec, spec_path: Path, run_id: str
         jobs.submit_job(
             entrypoint=_entrypoint(settings, spec_path, run_id, job_id),
             submission_id=job_id,
-            runtime_env={"env_vars": {**settings.engine_env(), **JOB_ENV}},
+            runtime_env={"env_vars": {**settings.engine_env(), **JOB_ENV,
+                                      **(LOCAL_JOB_ENV if settings.profile == "local" else {})}},
             metadata={"workbench": "training", "mlflow_run_id": run_id, "experiment_id": experiment_id,
                       "epochs": str(spec.epochs), "kind": "sweep" if spec.sweep else "training"},
             **options,

@@ -54,6 +54,13 @@ def _http_ok(url: str, timeout_s: float) -> bool:
         return False
 
 
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def _bin(name: str) -> str:
     """The console script next to this interpreter (the project venv), else on PATH."""
     here = Path(sys.executable).parent / name
@@ -71,7 +78,15 @@ class ServiceManager:
         return _http_ok(f"{self.settings.mlflow_uri}/health", self.settings.request_timeout_s)
 
     def ray_healthy(self) -> bool:
-        return _http_ok(f"{self.settings.ray_address}/api/version", self.settings.request_timeout_s)
+        """The dashboard answers *and* a node is ALIVE: the dashboard alone answers before the raylet has
+        registered, and `ray start` can still fail after that on a busy machine."""
+        try:
+            reply = requests.get(f"{self.settings.ray_address}/api/v0/nodes",
+                                 timeout=self.settings.request_timeout_s)
+            nodes = reply.json()["data"]["result"]["result"] if reply.status_code == 200 else []
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            return False
+        return any(node.get("state") == "ALIVE" for node in nodes)
 
     def _healthy(self, name: str) -> bool:
         return self.mlflow_healthy() if name == "mlflow" else self.ray_healthy()
@@ -115,8 +130,18 @@ class ServiceManager:
             raise
         try:
             for name, (proc, log) in starting:
-                wait_until(functools.partial(self._healthy, name), self.settings.service_timeout_s, proc, name,
-                           log)
+                try:
+                    wait_until(functools.partial(self._healthy, name), self.settings.service_timeout_s, proc,
+                               name, log)
+                except ServiceUnavailable:
+                    if name != "ray" or _alive(proc):
+                        raise
+                    # `ray start` gives its raylet a fixed 30 s to register; on a loaded machine that can
+                    # run out once. One more try, then the error with the log.
+                    self.down((name,))
+                    proc, log = self._start(name)
+                    wait_until(functools.partial(self._healthy, name), self.settings.service_timeout_s, proc,
+                               name, log)
         except ServiceUnavailable:
             self.down(tuple(name for name, _ in starting))  # leave nothing half-started behind
             raise
@@ -141,7 +166,8 @@ class ServiceManager:
                     "or workbench.toml).")
         log = s.services_dir / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text("")
+        with open(log, "a") as out:  # keep earlier attempts: the first failure is often the telling one
+            out.write(f"\n=== workbench up: starting {name} at {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n")
         if name == "mlflow":
             command = self._mlflow_command()
             url = s.mlflow_uri

@@ -42,7 +42,7 @@ def ensure_dataset(rows: int, regenerate: bool = False) -> Path:
 
     path = dataset_path(rows)
     marker = path / "_complete.json"  # underscore files are ignored by readers
-    layout = {"rows": rows, "chunk": CHUNK, "writer": "write_transactions", "version": 2}
+    layout = {"rows": rows, "chunk": CHUNK, "writer": "write_transactions", "version": 3}
     if marker.exists() and not regenerate and json.loads(marker.read_text()) == layout:
         return path
     if path.exists():

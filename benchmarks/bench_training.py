@@ -1,7 +1,7 @@
 """Training: the same model on the same data, in-process PyTorch vs a Ray job (``submit_training_job``).
 
 Starts its own MLflow server and Ray head (ports 25100 / 26479 / dashboard 28365, state under
-benchmarks/_data/training-bench) and stops them at the end. Data: a synthetic 50k-row fraud frame
+benchmarks/_data/trbench) and stops them at the end. Data: a synthetic 50k-row fraud frame
 (workbench.training.synthetic). Prints wall time and time-to-first-metric of both paths, their ratios,
 and where the Ray job's extra time goes, from the job's own ``workbench: ... timing`` log lines:
 
@@ -40,7 +40,7 @@ from workbench.training.loop import train_model  # noqa: E402
 from workbench.training.synthetic import SYNTHETIC_FEATURES, synthetic_training_frame  # noqa: E402
 from workbench.training.tracking import log_epoch_metrics  # noqa: E402
 
-STATE = ROOT / "benchmarks" / "_data" / "training-bench"
+STATE = ROOT / "benchmarks" / "_data" / "trbench"  # short: Ray's socket paths below it must stay < 108 bytes
 PORTS = {"mlflow_port": 25100, "ray_port": 26479, "ray_dashboard_port": 28365}
 
 
@@ -177,11 +177,15 @@ def main() -> None:
           f"{args.epochs} epochs, batch {spec.batch_size}")
 
     local = [in_process(spec) for _ in range(args.repeat)]
+    print(f"in-process: wall {statistics.median(r['wall_s'] for r in local):.2f} s, first metric "
+          f"{statistics.median(r['first_metric_s'] for r in local):.2f} s", flush=True)
+    # a busy 2-core machine can take longer than Ray's default 60 s to start the dashboard (the Jobs API)
+    os.environ.setdefault("RAY_DASHBOARD_STARTUP_TIMEOUT_S", "300")
     manager = ServiceManager(settings)
     began = time.perf_counter()
     manager.up()
     print(f"services up in {time.perf_counter() - began:.1f} s (MLflow {settings.mlflow_uri}, "
-          f"Ray {settings.ray_address})")
+          f"Ray {settings.ray_address})", flush=True)
     try:
         side = side_costs(settings, spec)
         remote = [ray_job(settings, spec) for _ in range(args.repeat)]

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from workbench.data import paging
@@ -84,7 +86,37 @@ def test_deep_pages_through_the_sampled_window_equal_pandas(sources: dict[str, P
         for offset in [11, 1_000, 2_000, N - 300]:
             page = read_page(sources["folder"], offset=offset, limit=60, sort_by=sort_by, descending=descending)
             assert_same(page.rows, expected(frame, offset, 60, sort_by, descending))
-    assert used == [True] * 16  # the window served every page, not the top-N fallback
+    filters = [("device", "!=", "pos"), ("amount", ">", 10.0)]
+    want = frame[(frame["device"] != "pos") & (frame["amount"] > 10.0)]
+    for sort_by in ["amount", "category"]:
+        page = read_page(sources["folder"], offset=1_000, limit=60, sort_by=sort_by, descending=descending,
+                         filters=filters)
+        assert page.total_rows == len(want)
+        assert_same(page.rows, expected(want, 1_000, 60, sort_by, descending))
+    assert used == [True] * 18  # the window served every page, not the top-N fallback
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_first_pages_bounded_by_row_group_statistics_equal_pandas(tmp_path: Path, frame: pd.DataFrame,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  descending: bool) -> None:
+    path = tmp_path / "small_groups.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=25)  # 120 groups
+    bounds: list[object] = []
+    original = paging._stats_bound
+
+    def spy(*args, **kwargs):
+        bounds.append(original(*args, **kwargs))
+        return bounds[-1]
+
+    monkeypatch.setattr(paging, "_stats_bound", spy)
+    for sort_by in ["amount", "user_id", "merchant_id"]:
+        for offset, limit in [(0, 60), (40, 60), (100, 20)]:
+            page = read_page(path, offset=offset, limit=limit, sort_by=sort_by, descending=descending)
+            assert_same(page.rows, expected(frame, offset, limit, sort_by, descending))
+    assert len(bounds) == 9 and all(b is not None for b in bounds)
+    read_page(path, offset=200, limit=60, sort_by="amount")  # more rows than row groups: no bound
+    assert bounds[-1] is None
 
 
 def test_pages_tile_the_sorted_dataset(sources: dict[str, Path], frame: pd.DataFrame) -> None:

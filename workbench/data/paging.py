@@ -29,6 +29,8 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from workbench.data import _source
 from workbench.data._source import DataFiles, Source, quote_ident
@@ -39,7 +41,7 @@ OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "contains")
 _SQL_OPS = {"==": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 # Below this many rows to skip, a plain top-N (ORDER BY ... LIMIT) is fastest.
 _TOPN_MAX = 50_000
-_SAMPLE_ROWS = 65_536
+_SAMPLE_ROWS = 65_536  # at least; 1 % of the values up to 1M, so the window stays a small share
 _SAFE_TYPE = re.compile(r"^[A-Z0-9_ (),]+$")
 
 Filter = tuple[str, str, Any] | Sequence[Any] | Mapping[str, Any]
@@ -109,17 +111,24 @@ def _read_page(con: duckdb.DuckDBPyConnection, data: DataFiles, offset: int, lim
     where, params = _compile_filters(filters or [], types)
     scan = _source.scan_sql(data)
     base_params = _source.params(data, **params)
+    # Unfiltered Parquet: the footers know the row count and the statistics phase 1 can use.
+    footers = _footers(data) if data.format == "parquet" and where == "TRUE" else None
     with _source.errors_as_invalid_input(data, "read a page of"):
-        row = con.execute(f"SELECT count(*) FROM {scan} WHERE {where}", base_params).fetchone()
-        total = int(row[0]) if row else 0
+        if footers is not None:
+            total = sum(meta.num_rows for meta in footers)
+        else:
+            row = con.execute(f"SELECT count(*) FROM {scan} WHERE {where}", base_params).fetchone()
+            total = int(row[0]) if row else 0
         if data.format == "csv":
             frame = _csv_page(con, data, wanted, sort_cols, descending, where, base_params, offset, limit)
         elif offset >= total or limit == 0:
             frame = _empty(con, data, wanted)
         else:
-            keys = _page_keys(con, data, types, sort_cols, descending, where, base_params, total, offset,
-                              limit)
-            frame = _fetch_rows(con, data, wanted, keys)
+            frame = _bounded_page(con, data, types, wanted, sort_cols, descending, offset, limit, footers)
+            if frame is None:
+                keys = _page_keys(con, data, types, sort_cols, descending, where, base_params, offset, limit,
+                                  footers)
+                frame = _fetch_rows(con, data, wanted, keys)
     return Page(_fix_timezones(frame, types), total, offset, limit)
 
 
@@ -218,9 +227,31 @@ def _order_sql(sort_cols: Sequence[str], descending: bool) -> str:
     return ", ".join([*keys, "file_index", "file_row_number"])
 
 
+def _bounded_page(con: duckdb.DuckDBPyConnection, data: DataFiles, types: Mapping[str, str],
+                  wanted: Sequence[str], sort_cols: Sequence[str], descending: bool, offset: int, limit: int,
+                  footers: list[pq.FileMetaData] | None) -> pd.DataFrame | None:
+    """A first page of unfiltered Parquet sorted by one numeric column, in a single query.
+
+    Row-group statistics give a bound the page cannot lie beyond (see ``_stats_bound``); filtering on
+    it lets DuckDB skip most row groups and decode the other columns only for the few rows that pass,
+    which beats finding row ids first and fetching them file by file. None when no bound applies.
+    """
+    if footers is None or len(sort_cols) != 1 or _source.logical_type(types[sort_cols[0]]) not in ("int", "float"):
+        return None
+    bound = _stats_bound(footers, sort_cols[0], descending, offset + limit)
+    if bound is None:
+        return None
+    col = quote_ident(sort_cols[0])
+    cols = ", ".join(quote_ident(c) for c in wanted) or "1 AS __wb_none"
+    sql = (f"SELECT {cols} FROM {_source.scan_sql(data)} WHERE {col} {'>=' if descending else '<='} $wbound "
+           f"ORDER BY {_order_sql(sort_cols, descending)} LIMIT {limit} OFFSET {offset}")
+    frame = con.execute(sql, _source.params(data, wbound=bound)).df()
+    return frame[list(wanted)]
+
+
 def _page_keys(con: duckdb.DuckDBPyConnection, data: DataFiles, types: Mapping[str, str],
                sort_cols: Sequence[str], descending: bool, where: str, params: dict[str, Any],
-               total: int, offset: int, limit: int) -> list[tuple[int, int]]:
+               offset: int, limit: int, footers: list[pq.FileMetaData] | None = None) -> list[tuple[int, int]]:
     """Phase 1: the (file_index, file_row_number) of the page's rows, in page order."""
     scan = _source.scan_sql(data)
     if not sort_cols:
@@ -228,7 +259,7 @@ def _page_keys(con: duckdb.DuckDBPyConnection, data: DataFiles, types: Mapping[s
         sql = f"SELECT file_index, file_row_number FROM {scan} WHERE {where} LIMIT {limit} OFFSET {offset}"
         return [(int(f), int(r)) for f, r in con.execute(sql, params).fetchall()]
     if offset > _TOPN_MAX and len(sort_cols) == 1:
-        keys = _window_keys(con, data, types, sort_cols[0], descending, where, params, offset, limit)
+        keys = _window_keys(con, data, types, sort_cols[0], descending, where, params, offset, limit, footers)
         if keys is not None:
             return keys
     sql = (f"SELECT file_index, file_row_number FROM {scan} WHERE {where} "
@@ -236,55 +267,133 @@ def _page_keys(con: duckdb.DuckDBPyConnection, data: DataFiles, types: Mapping[s
     return [(int(f), int(r)) for f, r in con.execute(sql, params).fetchall()]
 
 
+def _footers(data: DataFiles) -> list[pq.FileMetaData] | None:
+    """The Parquet footers (row counts, row-group statistics), or None if one cannot be read."""
+    try:
+        return [pq.read_metadata(path) for path in data.files]
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+
+
+def _stats_bound(footers: Sequence[pq.FileMetaData], column: str, descending: bool,
+                 k: int) -> float | int | None:
+    """A value the first ``k`` rows in sort order cannot lie beyond, from Parquet row-group statistics.
+
+    Every row group holds its minimum, so the k-th smallest of the row-group minima bounds the k-th
+    smallest value (and the k-th largest maximum bounds the k-th largest); nulls, sorted last, are
+    never among the first k. None when fewer than ``k`` row groups have statistics.
+    """
+    extremes: list[Any] = []
+    try:
+        for meta in footers:
+            paths = [meta.schema.column(j).path for j in range(meta.num_columns)]
+            if column not in paths:
+                return None
+            j = paths.index(column)
+            for i in range(meta.num_row_groups):
+                stats = meta.row_group(i).column(j).statistics
+                if stats is not None and stats.has_min_max and meta.row_group(i).num_rows > 0:
+                    extremes.append(stats.max if descending else stats.min)
+    except (ValueError, pa.ArrowException):
+        return None
+    extremes = [v for v in extremes if isinstance(v, int | float) and not isinstance(v, bool)
+                and not (isinstance(v, float) and math.isnan(v))]
+    if len(extremes) < k:
+        return None
+    extremes.sort(reverse=descending)
+    return extremes[k - 1]
+
+
 def _window_keys(con: duckdb.DuckDBPyConnection, data: DataFiles, types: Mapping[str, str], column: str,
-                 descending: bool, where: str, params: dict[str, Any], offset: int,
-                 limit: int) -> list[tuple[int, int]] | None:
+                 descending: bool, where: str, params: dict[str, Any], offset: int, limit: int,
+                 footers: list[pq.FileMetaData] | None = None) -> list[tuple[int, int]] | None:
     """Phase 1 for a deep page: sort only the rows between sampled bounds around the page.
 
-    Correctness does not rest on the sample: the rows before the window are counted exactly, and the
-    window is used only if it provably covers the page; otherwise the caller falls back to top-N.
+    Two scans of the sort column: one estimates the values at the page's ranks from a reservoir
+    sample, widened by four standard errors; the other counts exactly the rows below the lower bound
+    and collects the (value, file, row) of the rows between the bounds, sorting and slicing those in
+    DuckDB. Correctness does not rest on the sample: the window is used only if the exact counts
+    prove it covers the page; otherwise it is widened once, then the caller falls back to top-N.
     """
     scan, col, duck_type = _source.scan_sql(data), quote_ident(column), types[column]
-    row = con.execute(f"SELECT count({col}) FROM {scan} WHERE {where}", params).fetchone()
-    n_values = int(row[0]) if row else 0
+    n_values = _non_null_count(footers, column) if footers is not None else None
+    if n_values is None:
+        row = con.execute(f"SELECT count({col}) FROM {scan} WHERE {where}", params).fetchone()
+        n_values = int(row[0]) if row else 0
     if offset + limit > n_values:  # the page reaches into the nulls (sorted last)
         return None
     # Ascending ranks [first, last) of the page among the non-null values.
     first = n_values - offset - limit if descending else offset
     last = first + limit
-    sample = [r[0] for r in con.execute(
-        f"SELECT {col} FROM (SELECT {col} FROM {scan} WHERE ({where}) AND {col} IS NOT NULL) "
-        f"USING SAMPLE reservoir({_SAMPLE_ROWS} ROWS) REPEATABLE (7) ORDER BY 1", params).fetchall()]
-    m = len(sample)
-    if m == 0:
-        return None
+    m = min(max(_SAMPLE_ROWS, n_values // 100), 1 << 20)
+    numeric = _source.logical_type(duck_type) in ("int", "float")
     for widen in (1, 8):
         p_first, p_last = first / n_values, last / n_values
-        slack = widen * (4.0 * math.sqrt(m * max(p_first * (1 - p_first), p_last * (1 - p_last), 1 / m)) + 2)
-        lo_i = math.floor(p_first * m - slack)
-        hi_i = math.ceil(p_last * m + slack)
-        lo = sample[lo_i] if lo_i >= 0 else None
-        hi = sample[hi_i] if hi_i < m else None
-        conds, bounds = [], dict(params)
+        spread = max(p_first * (1 - p_first), p_last * (1 - p_last), 1 / m)
+        slack = widen * (4.0 * math.sqrt(spread / m) + 2 / m)
+        levels = [max(p_first - slack, 0.0), min(p_last + slack, 1.0)]
+        if numeric:
+            sql = f"SELECT reservoir_quantile(CAST({col} AS DOUBLE), $levels, {m}) FROM {scan} WHERE {where}"
+        else:
+            sql = (f"SELECT quantile_disc({col}, $levels) FROM (SELECT {col} FROM {scan} WHERE ({where}) "
+                   f"AND {col} IS NOT NULL) USING SAMPLE reservoir({m} ROWS) REPEATABLE (7)")
+        row = con.execute(sql, {**params, "levels": levels}).fetchone()
+        if row is None or row[0] is None:
+            return None
+        lo = row[0][0] if levels[0] > 0 else None
+        hi = row[0][1] if levels[1] < 1 else None
+        bounds: dict[str, Any] = {**params, "n_values": n_values, "offset": offset, "first": first}
+        conds = [f"{col} IS NOT NULL"]
         if lo is not None:
             bounds["wlo"] = lo
             conds.append(f"{col} >= {_value_sql('wlo', duck_type)}")
         if hi is not None:
             bounds["whi"] = hi
             conds.append(f"{col} <= {_value_sql('whi', duck_type)}")
-        window = " AND ".join(conds) or "TRUE"
         below = f"count(*) FILTER (WHERE {col} < {_value_sql('wlo', duck_type)})" if lo is not None else "0"
         upto = f"count(*) FILTER (WHERE {col} <= {_value_sql('whi', duck_type)})" if hi is not None \
-            else str(n_values)
-        row = con.execute(f"SELECT {below}, {upto} FROM {scan} WHERE {where}", bounds).fetchone()
+            else "CAST($n_values AS BIGINT)"
+        # Sorted as the page is: by value, then file order. For a descending page the row ids are
+        # negated, so one descending sort of the structs gives value descending, file order ascending.
+        sign = "-" if descending else ""
+        item = (f"{{'v': {col}, 'f': {sign}CAST(file_index AS BIGINT), "
+                f"'r': {sign}CAST(file_row_number AS BIGINT)}}")
+        skip = "$offset - ($n_values - u)" if descending else "$first - b"
+        sql = (f"SELECT b, u, list_slice(list_sort(w, '{'DESC' if descending else 'ASC'}'), {skip} + 1, "
+               f"{skip} + {limit}) FROM (SELECT {below} AS b, {upto} AS u, "
+               f"list({item}) FILTER (WHERE {' AND '.join(conds)}) AS w FROM {scan} WHERE {where})")
+        row = con.execute(sql, _used(bounds, sql)).fetchone()
         assert row is not None
-        n_below, n_upto = int(row[0]), int(row[1])
+        n_below, n_upto, window = int(row[0]), int(row[1]), row[2]
         if n_below <= first and n_upto >= last:
-            skip = (offset - (n_values - n_upto)) if descending else (first - n_below)
-            sql = (f"SELECT file_index, file_row_number FROM {scan} WHERE ({where}) AND {window} "
-                   f"ORDER BY {_order_sql([column], descending)} LIMIT {limit} OFFSET {skip}")
-            return [(int(f), int(r)) for f, r in con.execute(sql, bounds).fetchall()]
+            factor = -1 if descending else 1
+            return [(factor * int(k["f"]), factor * int(k["r"])) for k in (window if window is not None else [])]
     return None
+
+
+def _used(params: dict[str, Any], sql: str) -> dict[str, Any]:
+    """The parameters a statement refers to (DuckDB rejects unused ones)."""
+    return {k: v for k, v in params.items() if re.search(rf"\${re.escape(k)}\b", sql)}
+
+
+def _non_null_count(footers: Sequence[pq.FileMetaData], column: str) -> int | None:
+    """Non-null values of a column from the footers' null counts, or None if any is missing."""
+    total = 0
+    try:
+        for meta in footers:
+            paths = [meta.schema.column(j).path for j in range(meta.num_columns)]
+            if column not in paths:
+                return None
+            j = paths.index(column)
+            for i in range(meta.num_row_groups):
+                group = meta.row_group(i)
+                stats = group.column(j).statistics
+                if stats is None or not stats.has_null_count:
+                    return None
+                total += group.num_rows - stats.null_count
+    except (ValueError, pa.ArrowException):
+        return None
+    return total
 
 
 def _fetch_rows(con: duckdb.DuckDBPyConnection, data: DataFiles, wanted: Sequence[str],

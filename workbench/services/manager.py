@@ -175,6 +175,9 @@ class ServiceManager:
             command = self._ray_command()
             url = s.ray_address
         env = s.engine_env()
+        if name == "ray":
+            # the raylet waits only 15 s for its dashboard agent by default; a busy 2-core machine needs more
+            env["RAY_agent_register_timeout_ms"] = "90000"
         if name == "mlflow":
             # the server's GenAI job runner starts ~7 extra processes (~1.5 GB) we do not use
             env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"

@@ -178,7 +178,9 @@ def submit_training_job(settings: Settings, spec: TrainingSpec, *, job_id: str |
     client = _mlflow(settings)
     spec, fell_back = _resolve_gpu(settings, spec)
     checkpoint_dir = Path(spec.checkpoint_dir or settings.checkpoints_dir).resolve()
-    spec = spec.replace(experiment=spec.experiment or settings.experiment, checkpoint_dir=str(checkpoint_dir))
+    # the job runs in another working directory: every path it reads must be absolute
+    spec = spec.replace(experiment=spec.experiment or settings.experiment, checkpoint_dir=str(checkpoint_dir),
+                        frame_path=str(Path(spec.frame_path).resolve()))
     experiment = client.get_experiment_by_name(spec.experiment)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(spec.experiment)
     kind = "sweep" if spec.sweep else "training"
@@ -246,7 +248,11 @@ def resume_training_job(settings: Settings, run_id: str, *, job_id: str | None =
         spec = TrainingSpec.load(spec_path)
     if spec.sweep is not None:
         raise InvalidInput("a sweep cannot be resumed; submit it again")
-    _resolve_gpu(settings, spec)
+    spec, fell_back = _resolve_gpu(settings, spec)  # the cluster may have changed since the first job
+    if fell_back:
+        spec.save(spec_path)
+        set_tags(client, run_id, {TAG_RAN_ON: "cpu", TAG_GPU_FALLBACK: "asked for a GPU, resumed on CPU: the "
+                                                                       "cluster has no (free) GPU"})
     job_id = job_id or _new_job_id(run_id)
     history = [j for j in run.data.tags.get(TAG_JOB_IDS, previous).split(",") if j]
     client.update_run(run_id, status="RUNNING")

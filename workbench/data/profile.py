@@ -131,9 +131,8 @@ def _profile(con: duckdb.DuckDBPyConnection, data: DataFiles, bins: int,
             value = f"CAST({col} AS DOUBLE)"
             q_expr = (f"quantile_cont({value}, {levels})" if exact
                       else f"reservoir_quantile({value}, {levels}, {RESERVOIR_SIZE})")
-            stats += ["min", "max", "mean", "std", "quantiles", "lo", "hi"]
-            exprs += [f"min({col})", f"max({col})", f"avg({value})", f"stddev_samp({value})", q_expr,
-                      f"min({value})", f"max({value})"]
+            stats += ["min", "max", "mean", "std", "quantiles"]
+            exprs += [f"min({col})", f"max({col})", f"avg({value})", f"stddev_samp({value})", q_expr]
         elif logical == "timestamp":
             stats += ["min", "max", "lo", "hi"]
             exprs += [f"min({col})", f"max({col})", f"min(epoch(CAST({col} AS TIMESTAMPTZ)))",
@@ -151,6 +150,9 @@ def _profile(con: duckdb.DuckDBPyConnection, data: DataFiles, bins: int,
     assert row is not None
     values = iter(row)
     stats_of = {name: (logical, {s: next(values) for s in stats}) for name, logical, stats in layout}
+    for logical, got in stats_of.values():
+        if logical in ("int", "float") and got["min"] is not None:
+            got["lo"], got["hi"] = float(got["min"]), float(got["max"])  # the histogram's range
 
     with _source.errors_as_invalid_input(data, "profile"):
         histograms = _histograms(con, data, stats_of, bins)
@@ -203,11 +205,13 @@ def _histograms(con: duckdb.DuckDBPyConnection, data: DataFiles,
     """Equal-width histograms of all numeric and timestamp columns in one pass.
 
     Bins follow numpy.histogram exactly: edges from linspace, [edge_i, edge_i+1) with the last bin
-    closed; the bin is first guessed arithmetically, then corrected against the edges themselves.
+    closed. DuckDB's ``histogram(x, boundaries)`` counts right-closed bins (b_i-1, b_i], so each
+    inner edge is passed as the double just below it: x < edge exactly when x <= that double.
     """
     selects: list[str] = []
     names: list[str] = []
     edges_of: dict[str, list[float]] = {}
+    bounds_of: dict[str, list[float]] = {}
     params = _source.params(data)
     for name, (logical, got) in stats_of.items():
         if logical not in ("int", "float", "timestamp") or not got["count"] or got.get("lo") is None:
@@ -217,26 +221,26 @@ def _histograms(con: duckdb.DuckDBPyConnection, data: DataFiles,
             continue
         if lo == hi:  # numpy widens a zero-width range by 0.5 on each side
             lo, hi = lo - 0.5, hi + 0.5
-        k = len(names)
         edges = [float(e) for e in np.linspace(lo, hi, bins + 1)]
+        bounds = [math.nextafter(e, -math.inf) for e in edges[1:-1]] + [hi]
+        if any(b >= c for b, c in zip(bounds, bounds[1:], strict=False)):
+            continue  # a range too narrow for this many bins
+        k = len(names)
         col = quote_ident(name)
         x = f"epoch(CAST({col} AS TIMESTAMPTZ))" if logical == "timestamp" else f"CAST({col} AS DOUBLE)"
-        guess = f"CAST(least(greatest(floor(({x} - $lo{k}) * $norm{k}), 0), {bins - 1}) AS INTEGER)"
-        selects.append(f"histogram(CASE WHEN {x} < $e{k}[{guess} + 1] THEN {guess} - 1 "
-                       f"WHEN {guess} < {bins - 1} AND {x} >= $e{k}[{guess} + 2] THEN {guess} + 1 "
-                       f"ELSE {guess} END) FILTER (WHERE {col} IS NOT NULL)")
-        params.update({f"lo{k}": lo, f"norm{k}": bins / (hi - lo), f"e{k}": edges})
+        selects.append(f"histogram({x}, $b{k})")
+        params[f"b{k}"] = bounds
         names.append(name)
-        edges_of[name] = edges
+        edges_of[name], bounds_of[name] = edges, bounds
     if not names:
         return {}
     row = con.execute(f"SELECT {', '.join(selects)} FROM {_source.scan_sql(data)}", params).fetchone()
     assert row is not None
     out: dict[str, Histogram] = {}
     for name, counts_map in zip(names, row, strict=True):
+        position = {b: i for i, b in enumerate(bounds_of[name])}
         counts = [0] * bins
-        for i, n in dict(counts_map or {}).items():
-            if i is not None:
-                counts[min(max(int(i), 0), bins - 1)] += int(n)
+        for bound, n in dict(counts_map or {}).items():
+            counts[position.get(bound, bins - 1)] += int(n)
         out[name] = Histogram(edges_of[name], counts)
     return out

@@ -197,7 +197,7 @@ def submit_training_job(settings: Settings, spec: TrainingSpec, *, job_id: str |
             tags[TAG_GPU_FALLBACK] = "asked for a GPU, ran on CPU: the cluster has no (free) GPU"
         set_tags(client, run_id, tags)
         log_params(client, run_id, {**spec.hyperparameters(), "num_workers": spec.num_workers,
-                                    "use_gpu": spec.use_gpu, "requested_gpu": spec.use_gpu or fell_back,
+                                    "use_gpu": spec.use_gpu, "requested_gpu": spec.wants_gpu or fell_back,
                                     "cpus_per_worker": spec.cpus_per_worker,
                                     "n_features": len(spec.feature_columns),
                                     "feature_columns": list(spec.feature_columns),

@@ -310,10 +310,11 @@ def _window_keys(con: duckdb.DuckDBPyConnection, data: DataFiles, types: Mapping
     """Phase 1 for a deep page: sort only the rows between sampled bounds around the page.
 
     Two scans of the sort column: one estimates the values at the page's ranks from a reservoir
-    sample, widened by four standard errors; the other counts exactly the rows below the lower bound
-    and collects the (value, file, row) of the rows between the bounds, sorting and slicing those in
-    DuckDB. Correctness does not rest on the sample: the window is used only if the exact counts
-    prove it covers the page; otherwise it is widened once, then the caller falls back to top-N.
+    sample, widened by four standard errors (and wider, in reserve); the other counts exactly the
+    rows below the lower bound and collects the (value, file, row) of the rows between the bounds,
+    sorting and slicing those in DuckDB. Correctness does not rest on the sample: the window is used
+    only if the exact counts prove it covers the page; otherwise the failing side is widened, and in
+    the end the caller falls back to top-N.
     """
     scan, col, duck_type = _source.scan_sql(data), quote_ident(column), types[column]
     n_values = _non_null_count(footers, column) if footers is not None else None
@@ -326,22 +327,27 @@ def _window_keys(con: duckdb.DuckDBPyConnection, data: DataFiles, types: Mapping
     first = n_values - offset - limit if descending else offset
     last = first + limit
     m = min(max(_SAMPLE_ROWS, n_values // 100), 1 << 20)
-    numeric = _source.logical_type(duck_type) in ("int", "float")
-    for widen in (1, 8):
-        p_first, p_last = first / n_values, last / n_values
-        spread = max(p_first * (1 - p_first), p_last * (1 - p_last), 1 / m)
-        slack = widen * (4.0 * math.sqrt(spread / m) + 2 / m)
-        levels = [max(p_first - slack, 0.0), min(p_last + slack, 1.0)]
-        if numeric:
-            sql = f"SELECT reservoir_quantile(CAST({col} AS DOUBLE), $levels, {m}) FROM {scan} WHERE {where}"
-        else:
-            sql = (f"SELECT quantile_disc({col}, $levels) FROM (SELECT {col} FROM {scan} WHERE ({where}) "
-                   f"AND {col} IS NOT NULL) USING SAMPLE reservoir({m} ROWS) REPEATABLE (7)")
-        row = con.execute(sql, {**params, "levels": levels}).fetchone()
-        if row is None or row[0] is None:
-            return None
-        lo = row[0][0] if levels[0] > 0 else None
-        hi = row[0][1] if levels[1] < 1 else None
+    p_first, p_last = first / n_values, last / n_values
+    spread = max(p_first * (1 - p_first), p_last * (1 - p_last), 1 / m)
+    slack = 4.0 * math.sqrt(spread / m) + 2 / m
+    # Candidate bounds at 1x, 3x and 10x the slack, all from one pass; a side whose bound turns out
+    # too tight moves to the next one without sampling again.
+    widths = (1, 3, 10)
+    levels = [max(p_first - w * slack, 0.0) for w in widths] + [min(p_last + w * slack, 1.0) for w in widths]
+    if _source.logical_type(duck_type) in ("int", "float"):
+        sql = f"SELECT reservoir_quantile(CAST({col} AS DOUBLE), $levels, {m}) FROM {scan} WHERE {where}"
+    else:
+        sql = (f"SELECT quantile_disc({col}, $levels) FROM (SELECT {col} FROM {scan} WHERE ({where}) "
+               f"AND {col} IS NOT NULL) USING SAMPLE reservoir({m} ROWS) REPEATABLE (7)")
+    row = con.execute(sql, {**params, "levels": levels}).fetchone()
+    if row is None or row[0] is None:
+        return None
+    quantiles = list(row[0])
+    lows = [q if lv > 0 else None for q, lv in zip(quantiles[:3], levels[:3], strict=True)]
+    highs = [q if lv < 1 else None for q, lv in zip(quantiles[3:], levels[3:], strict=True)]
+    li = hi_i = 0
+    while li < len(widths) and hi_i < len(widths):
+        lo, hi = lows[li], highs[hi_i]
         bounds: dict[str, Any] = {**params, "n_values": n_values, "offset": offset, "first": first}
         conds = [f"{col} IS NOT NULL"]
         if lo is not None:
@@ -368,6 +374,8 @@ def _window_keys(con: duckdb.DuckDBPyConnection, data: DataFiles, types: Mapping
         if n_below <= first and n_upto >= last:
             factor = -1 if descending else 1
             return [(factor * int(k["f"]), factor * int(k["r"])) for k in (window if window is not None else [])]
+        li += n_below > first
+        hi_i += n_upto < last
     return None
 
 

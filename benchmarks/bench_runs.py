@@ -157,6 +157,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--page-size", type=int, default=0, help="compare_runs page size (0: its default)")
     parser.add_argument("--fetch-threads", type=int, default=4, help="threads for compare_runs(threads=...)")
+    parser.add_argument("--worker-healthcheck-s", type=int, default=120,
+                        help="uvicorn's worker health-check timeout for the benchmark server (uvicorn's default: 5)")
+    parser.add_argument("--restart", action="store_true", help="restart the benchmark server (new settings)")
     parser.add_argument("--keep", action="store_true", help="leave the benchmark's MLflow server running")
     parser.add_argument("--profile", action="store_true", help="cProfile one compare_runs call")
     args = parser.parse_args()
@@ -164,6 +167,11 @@ def main() -> int:
     settings = Settings(project_dir=ROOT, state_dir=STATE, mlflow_port=25200,
                         service_timeout_s=300.0)
     manager = ServiceManager(settings)
+    # uvicorn kills a server worker that misses a 5 s health ping; a worker busy serialising thousands of
+    # runs on a loaded 2-core machine misses it, and the client's retries then dominate the timings
+    os.environ["UVICORN_TIMEOUT_WORKER_HEALTHCHECK"] = str(args.worker_healthcheck_s)
+    if args.restart:
+        manager.down(("mlflow",))
     began = time.perf_counter()
     manager.up(("mlflow",))
     print(f"MLflow server at {settings.mlflow_uri} up in {time.perf_counter() - began:.1f} s")

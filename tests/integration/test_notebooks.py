@@ -73,5 +73,5 @@ def test_workbench_run_executes_the_stages_in_order(services: Settings, tmp_path
     assert train.parameters["training_frame_path"] == features.outputs["training_frame_path"]
     run = mlflow.MlflowClient(services.mlflow_uri).get_run(train.outputs["run_id"])
     assert run.info.status == "FINISHED"
-    assert run.data.tags.get("dataset_version") == data.outputs["dataset_version"]
+    assert run.data.tags.get("workbench.dataset_version") == data.outputs["dataset_version"]
     assert 0.5 < run.data.metrics["roc_auc"] <= 1.0

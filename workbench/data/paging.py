@@ -1,19 +1,20 @@
 """One page of a dataset, sorted and filtered, without loading the dataset.
 
 The data browser shows 100 rows of a 10M-row dataset at a time; pulling the whole dataset into pandas
-to sort it costs seconds and gigabytes per click. Here DuckDB works over the Parquet files directly, in
-two phases:
+to sort it costs seconds and gigabytes per click. Here DuckDB works over the Parquet files directly:
 
-1. find *which* rows belong on the page, reading only the sort and filter columns plus Parquet's
-   virtual row ids (file_index, file_row_number). The first pages use DuckDB's top-N; a page deep in
-   the order is found by sampling the sort column for bounds around the page, counting the rows before
-   the lower bound exactly, and sorting only the rows between the bounds;
-2. fetch just those rows' columns, file by file, filtering on ``file_row_number`` so DuckDB decodes
-   only the few pages that hold them.
+- a first page of unfiltered Parquet sorted by a numeric column is one query: the row-group min/max
+  statistics give a value the page cannot lie beyond, and filtering on it lets DuckDB skip most row
+  groups and decode the other columns only for the few rows that pass;
+- otherwise, in two phases: (1) find *which* rows belong on the page, reading only the sort and filter
+  columns plus Parquet's virtual row ids (file_index, file_row_number): DuckDB's top-N for early pages;
+  for a page deep in the order, bounds around it estimated from a sample, the rows before the lower
+  bound counted exactly and only the rows between the bounds sorted; (2) fetch just those rows, file by
+  file, filtering on ``file_row_number`` so DuckDB reads only the vectors that hold them.
 
 Ties in the sort column are broken by file order, so pages never overlap or skip rows, and the order
 equals a stable sort. Filters are data, not SQL: columns are checked against the dataset and values are
-bound as parameters.
+bound as parameters. CSV has no row ids, so a CSV page is one plain query.
 """
 
 from __future__ import annotations

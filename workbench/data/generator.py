@@ -3,7 +3,7 @@
 The tabular path of the workbench needs data that looks like a card-payment log (users with habits,
 merchants with risk, bursts, night-time spending, travel) *and* a label a model can actually learn, so
 the label is drawn from a logistic model over exactly those signals. Everything is vectorised numpy:
-one million rows take about a second, and the same seed always gives the same frame.
+one million rows take 1-2 s, and the same seed always gives the same frame.
 """
 
 from __future__ import annotations

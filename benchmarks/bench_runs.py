@@ -21,7 +21,9 @@ import pstats
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import mlflow  # noqa: E402
+import psutil  # noqa: E402
 import requests  # noqa: E402
 from mlflow.entities import Metric, Param  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
@@ -87,18 +90,59 @@ def populate(client: MlflowClient, n_runs: int, threads: int) -> tuple[str, str]
     return experiment_id, name
 
 
-def timed(fn, repeat: int) -> tuple[float, list[float], Any]:  # type: ignore[no-untyped-def]
-    times, result = [], None
+@dataclass
+class Timing:
+    """Wall time, and CPU seconds of this process and of the MLflow server's processes, per try."""
+
+    wall: list[float] = field(default_factory=list)
+    client_cpu: list[float] = field(default_factory=list)
+    server_cpu: list[float] = field(default_factory=list)
+    result: Any = None
+
+    def row(self, label: str) -> str:
+        med = statistics.median
+        return (f"  {label:<44} best {min(self.wall):6.2f} s  median {med(self.wall):6.2f} s  "
+                f"client CPU {med(self.client_cpu):5.2f} s  server CPU {med(self.server_cpu):5.2f} s  "
+                f"tries {[round(t, 1) for t in self.wall]}")
+
+
+def server_cpu_seconds() -> float:
+    """CPU seconds used so far by the benchmark server (its recorded PID and every child: the workers)."""
+    pid = json.loads((STATE / "services" / "mlflow.json").read_text())["pid"]
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+    except psutil.NoSuchProcess:
+        pass
+    return total
+
+
+def measure(timing: Timing, fn: Callable[[], Any]) -> None:
+    server, client, began = server_cpu_seconds(), time.process_time(), time.perf_counter()
+    timing.result = fn()
+    timing.wall.append(time.perf_counter() - began)
+    timing.client_cpu.append(time.process_time() - client)
+    timing.server_cpu.append(server_cpu_seconds() - server)
+
+
+def rounds(variants: dict[str, Callable[[], Any]], repeat: int) -> dict[str, Timing]:
+    """Interleave the variants (a, b, c, a, b, c, ...) so a burst of load elsewhere hits them alike."""
+    timings = {label: Timing() for label in variants}
     for _ in range(repeat):
-        began = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times), times, result
+        for label, fn in variants.items():
+            measure(timings[label], fn)
+    return timings
 
 
 def breakdown(settings: Settings, client: MlflowClient, experiment_id: str, n_runs: int, page_size: int) -> None:
     """Where the time of one comparison goes: server, transfer, client parsing, frame building."""
-    body = {"experiment_ids": [experiment_id], "max_results": page_size, "order_by": ["metrics.roc_auc DESC"]}
+    body = {"experiment_ids": [experiment_id], "max_results": page_size}
     url = f"{settings.mlflow_uri}/api/2.0/mlflow/runs/search"
     began = time.perf_counter()
     pages, total_bytes, token = 0, 0, None
@@ -114,7 +158,7 @@ def breakdown(settings: Settings, client: MlflowClient, experiment_id: str, n_ru
     print(f"  REST only (server query + JSON encode + transfer + json.loads): {http_s:.2f} s, {pages} page(s) "
           f"of <= {page_size}, {total_bytes / 1e6:.1f} MB")
     began = time.perf_counter()
-    runs = list(iter_runs(client, [experiment_id], max_results=None, page_size=page_size))
+    runs = list(iter_runs(client, [experiment_id], order_by=(), max_results=None, page_size=page_size))
     search_s = time.perf_counter() - began
     began = time.perf_counter()
     runs_frame(runs)
@@ -183,41 +227,51 @@ def main() -> int:
         experiment_id, name = populate(client, args.runs, args.threads)
         extra = {"page_size": args.page_size} if args.page_size else {}
 
-        def ours(threads: int = 1):  # type: ignore[no-untyped-def]
-            return compare_runs(settings, experiment=name, max_results=None, order_by=(), threads=threads, **extra)
+        every = {"experiment": name, "max_results": None, **extra}
+        variants: dict[str, Callable[[], Any]] = {
+            "compare_runs": lambda: compare_runs(settings, order_by=(), **every),
+            f"compare_runs threads={args.fetch_threads}": lambda: compare_runs(
+                settings, order_by=(), threads=args.fetch_threads, **every),
+            "mlflow.search_runs": lambda: mlflow.search_runs(experiment_ids=[experiment_id], max_results=args.runs),
+            "mlflow.search_runs(output_format='list')": lambda: mlflow.search_runs(
+                experiment_ids=[experiment_id], max_results=args.runs, output_format="list"),
+            "compare_runs by roc_auc DESC (client sort)": lambda: compare_runs(settings, **every),
+        }
+        for fn in variants.values():  # warm: imports, connection pools, the server's page cache
+            fn()
+            break
+        timings = rounds(variants, args.repeat)
+        ours, theirs = timings["compare_runs"], timings["mlflow.search_runs"]
+        assert len(ours.result) == args.runs == len(theirs.result), (len(ours.result), len(theirs.result))
+        assert ours.result["run_id"].tolist() == theirs.result["run_id"].tolist()
+        parallel = timings[f"compare_runs threads={args.fetch_threads}"]
+        assert parallel.result["run_id"].tolist() == ours.result["run_id"].tolist()
+        print(f"\n{args.runs} runs x ({N_PARAMS} params, {N_METRICS} metrics, 3 tags), all as one frame; "
+              f"{args.repeat} interleaved tries each:")
+        for label, timing in timings.items():
+            print(timing.row(label))
+        print(f"  shapes: compare_runs {ours.result.shape}, mlflow.search_runs {theirs.result.shape}")
+        for label in ("compare_runs", f"compare_runs threads={args.fetch_threads}"):
+            wall = min(theirs.wall) / min(timings[label].wall)
+            cpu = statistics.median(theirs.client_cpu) / statistics.median(timings[label].client_cpu)
+            print(f"  ratio mlflow.search_runs / {label}: best wall {wall:.2f}x, client CPU {cpu:.2f}x")
 
-        def theirs(output_format: str = "pandas"):  # type: ignore[no-untyped-def]
-            return mlflow.search_runs(experiment_ids=[experiment_id], max_results=args.runs,
-                                      output_format=output_format)
-
-        ours()  # warm both paths (imports, connection pools, the server's page cache)
-        theirs()
-        ours_s, ours_all, frame = timed(ours, args.repeat)
-        par_s, par_all, par_frame = timed(lambda: ours(args.fetch_threads), args.repeat)
-        theirs_s, theirs_all, their_frame = timed(theirs, args.repeat)
-        list_s, list_all, _ = timed(lambda: theirs("list"), args.repeat)
-        assert len(frame) == len(par_frame) == args.runs == len(their_frame), (len(frame), len(their_frame))
-        assert frame["run_id"].tolist() == par_frame["run_id"].tolist() == their_frame["run_id"].tolist()
-        print(f"\n{args.runs} runs x ({N_PARAMS} params, {N_METRICS} metrics), all as one frame, median of "
-              f"{args.repeat} (each try listed):")
-        print(f"  compare_runs                     {ours_s:6.2f} s  {[round(t, 2) for t in ours_all]}  "
-              f"shape {frame.shape}")
-        print(f"  compare_runs threads={args.fetch_threads}           {par_s:6.2f} s  "
-              f"{[round(t, 2) for t in par_all]}")
-        print(f"  mlflow.search_runs               {theirs_s:6.2f} s  {[round(t, 2) for t in theirs_all]}  "
-              f"shape {their_frame.shape}")
-        print(f"  mlflow.search_runs(list)         {list_s:6.2f} s  {[round(t, 2) for t in list_all]}  "
-              f"(no frame: its frame building costs ~{theirs_s - list_s:.2f} s)")
-        print(f"  ratio mlflow.search_runs / compare_runs: {theirs_s / ours_s:.2f}x "
-              f"(threads={args.fetch_threads}: {theirs_s / par_s:.2f}x)")
-        ordered_s, _, _ = timed(lambda: compare_runs(settings, experiment=name, max_results=None), 1)
-        print(f"  compare_runs ordered by metrics.roc_auc DESC (in MLflow): {ordered_s:.2f} s")
-        top_s, _, top = timed(lambda: compare_runs(settings, experiment=name, max_results=20,
-                                                   filter_string="metrics.roc_auc > 0.5"), 3)
-        print(f"  compare_runs top 20 with a filter: {top_s:.3f} s (rows {len(top)})")
-        best_s, _, _ = timed(lambda: compare_runs(settings, experiment=name, max_results=200,
-                                                  best_of={"roc_auc": "max"}), 1)
-        print(f"  compare_runs top 200 with best_of roc_auc (200 history calls, 8 threads): {best_s:.2f} s")
+        once = rounds({
+            "mlflow.search_runs by roc_auc DESC (MLflow sorts)": lambda: mlflow.search_runs(
+                experiment_ids=[experiment_id], max_results=args.runs, order_by=["metrics.roc_auc DESC"]),
+            "compare_runs top 20 by roc_auc (MLflow sorts)": lambda: compare_runs(settings, experiment=name,
+                                                                                 max_results=20),
+            "compare_runs top 20, unordered filter": lambda: compare_runs(
+                settings, experiment=name, max_results=20, order_by=(), filter_string="metrics.roc_auc > 0.5"),
+            "compare_runs 200 runs + best_of roc_auc": lambda: compare_runs(
+                settings, experiment=name, max_results=200, order_by=(), best_of={"roc_auc": "max"}),
+        }, 1)
+        client_sorted = timings["compare_runs by roc_auc DESC (client sort)"].result["run_id"].tolist()
+        server_sorted = once["mlflow.search_runs by roc_auc DESC (MLflow sorts)"].result["run_id"].tolist()
+        assert client_sorted == server_sorted, "the client sort must give MLflow's order"
+        print("\nonce each:")
+        for label, timing in once.items():
+            print(timing.row(label))
         print("\nwhere the time goes (one pass each):")
         breakdown(settings, client, experiment_id, args.runs, args.page_size or 10_000)
         if args.profile:

@@ -34,7 +34,7 @@ from workbench.registry import (
     set_alias,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:Add type hints:UserWarning")]
+pytestmark = pytest.mark.integration
 
 MODEL_CODE = '''
 import mlflow
@@ -49,9 +49,9 @@ class LogisticScore(PythonModel):
         self.feature = config["feature"]
         self.coef = float(config["coef"])
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> list[float]:
         x = pd.DataFrame(model_input)[self.feature].to_numpy(dtype=float)
-        return 1.0 / (1.0 + np.exp(-self.coef * x))
+        return (1.0 / (1.0 + np.exp(-self.coef * x))).tolist()
 
 
 mlflow.models.set_model(LogisticScore())

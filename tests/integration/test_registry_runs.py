@@ -88,15 +88,21 @@ def test_ordering_and_filters_are_pushed_to_mlflow(services: Settings, experimen
     assert children["run_name"].tolist() == ["r-child"]
 
 
-def test_parallel_partitions_give_the_same_table(services: Settings, experiment: tuple[str, dict[str, str]]) -> None:
+def test_client_sort_and_parallel_partitions_give_mlflows_order(
+        services: Settings, experiment: tuple[str, dict[str, str]]) -> None:
     name, _ = experiment
     for order_by, max_results in [(("metrics.roc_auc DESC",), None), (("metrics.val_loss ASC",), 3), ((), None),
+                                  (("metrics.val_loss ASC", "attributes.end_time DESC"), None),
                                   (("attributes.start_time ASC",), 4), (("params.lr DESC",), None)]:
-        one = compare_runs(services, experiment=name, order_by=order_by, max_results=max_results)
-        many = compare_runs(services, experiment=name, order_by=order_by, max_results=max_results, threads=4)
-        assert many["run_id"].tolist() == one["run_id"].tolist(), order_by
-    filtered = compare_runs(services, experiment=name, filter_string="params.lr = '0.01'", threads=4)
-    assert sorted(filtered["run_name"]) == ["r-high", "r-peak"]
+        mlflow_order = compare_runs(services, experiment=name, order_by=order_by, max_results=max_results,
+                                    sort="server")["run_id"].tolist()
+        for threads in (1, 4):
+            ours = compare_runs(services, experiment=name, order_by=order_by, max_results=max_results,
+                                threads=threads)
+            assert ours["run_id"].tolist() == mlflow_order, (order_by, max_results, threads)
+    filtered = compare_runs(services, experiment=name, filter_string="params.lr = '0.01'", threads=4,
+                            max_results=None)
+    assert filtered["run_name"].tolist() == ["r-high", "r-peak"]
 
 
 def test_bad_filters_and_unknown_experiments(services: Settings, experiment: tuple[str, dict[str, str]]) -> None:

@@ -104,31 +104,43 @@ def fetch_runs(
     page_size: int = DEFAULT_PAGE_SIZE,
     run_view: str = "active",
     threads: int = 1,
+    sort: Literal["auto", "server"] = "auto",
 ) -> list[Run]:
-    """The runs :func:`iter_runs` yields, as a list; with ``threads > 1`` fetched as 16 partitions at once.
+    """The runs :func:`iter_runs` yields, as a list, fetched the cheapest way that gives the same order.
 
-    The partitions add ``attributes.run_id LIKE '<hex>%'`` to the filter, so MLflow still filters and
-    orders (and cuts to ``max_results``) inside each; the client only merges the 16 sorted lists. That
-    lets the server answer one partition while the client parses another. It applies when every
-    ``order_by`` item is a metric or start/end time (whose order the merge reproduces exactly: NaN, then
-    missing values last, ties by start time descending, then run id); other orderings, and
-    ``threads=1``, page through one query. Each partition may return up to ``max_results`` runs, so keep
-    it for large result sets.
+    MLflow always filters. It also orders and cuts to ``max_results``, except when every run is fetched
+    anyway (``max_results=None``) and every ``order_by`` item is a metric or start/end time: then, with
+    ``sort="auto"``, the runs come in MLflow's cheap default order and are sorted here by MLflow's own rules
+    (NaN, then missing values last; ties by start time descending, then run id). MLflow's SQLite store
+    orders by a metric with a nested loop over runs × metric rows (about a minute for 10,000 runs on
+    two busy cores, see benchmarks/README.md), the client sort takes milliseconds.
+
+    With ``threads > 1`` (and such an ordering) the query is split into 16 partitions by the run id's first
+    hex digit (``attributes.run_id LIKE '<hex>%'`` added to the filter) fetched concurrently, so the
+    server answers one while the client parses another; each partition is cut to ``max_results`` by
+    MLflow and the sorted partitions are merged. Other orderings page through one query.
     """
+    if sort not in ("auto", "server"):
+        raise InvalidInput(f"sort must be 'auto' or 'server', got {sort!r}")
     items = [order_by] if isinstance(order_by, str) else list(order_by)
-    merge_key = _merge_key(items) if threads > 1 else None
-    if merge_key is None:
-        return list(iter_runs(client, experiment_ids, filter_string=filter_string, order_by=items,
+    key = _merge_key(items)
+    local = key is not None and sort == "auto" and max_results is None
+    server_order = [] if local else items
+
+    def query(extra: str) -> list[Run]:
+        text = " and ".join(part for part in (filter_string.strip() if filter_string else "", extra) if part)
+        return list(iter_runs(client, experiment_ids, filter_string=text, order_by=server_order,
                               max_results=max_results, page_size=page_size, run_view=run_view))
-    base = f"{filter_string} and " if filter_string and filter_string.strip() else ""
 
-    def part(prefix: str) -> list[Run]:
-        return list(iter_runs(client, experiment_ids, filter_string=f"{base}attributes.run_id LIKE '{prefix}%'",
-                              order_by=items, max_results=max_results, page_size=page_size, run_view=run_view))
-
-    with ThreadPoolExecutor(max_workers=min(threads, len(_PARTITIONS))) as pool:
-        runs = [run for chunk in pool.map(part, _PARTITIONS) for run in chunk]
-    runs.sort(key=merge_key)
+    if threads > 1 and key is not None:
+        with ThreadPoolExecutor(max_workers=min(threads, len(_PARTITIONS))) as pool:
+            runs = [run for chunk in pool.map(lambda p: query(f"attributes.run_id LIKE '{p}%'"), _PARTITIONS)
+                    for run in chunk]
+    else:
+        runs = query("")
+        if not local:
+            return runs
+    runs.sort(key=key)
     return runs if max_results is None else runs[:max_results]
 
 
@@ -182,6 +194,7 @@ def compare_runs(
     numeric_params: bool = True,
     page_size: int = DEFAULT_PAGE_SIZE,
     threads: int = 1,
+    sort: Literal["auto", "server"] = "auto",
     history_threads: int = 8,
 ) -> pd.DataFrame:
     """One row per run of ``experiment`` (default: the settings'), in MLflow's ``order_by`` order.
@@ -192,13 +205,14 @@ def compare_runs(
     ``numeric_params``), ``metrics.<name>`` (the run's latest value) and, for each ``best_of`` entry such
     as ``{"roc_auc": "max", "val_loss": "min"}``, ``best.<name>`` and ``best_step.<name>`` taken from the
     metric's whole history. ``metrics`` / ``params`` restrict the columns to those names (None: all).
-    ``threads > 1`` fetches in parallel partitions (see :func:`fetch_runs`).
+    ``threads > 1`` fetches in parallel partitions, and ``sort`` says whether MLflow must order even when
+    every run is fetched (see :func:`fetch_runs`).
     """
     best = _check_best_of(best_of)
     client = mlflow_client(settings)
     ids = experiment_ids(client, settings, experiment)
     runs = fetch_runs(client, ids, filter_string=filter_string, order_by=order_by, max_results=max_results,
-                      page_size=page_size, run_view=run_view, threads=threads)
+                      page_size=page_size, run_view=run_view, threads=threads, sort=sort)
     frame = runs_frame(runs, metrics=metrics, params=params, numeric_params=numeric_params)
     if best:
         histories = _best_values(client, [r.info.run_id for r in runs], best, history_threads)

@@ -181,6 +181,9 @@ class ServiceManager:
         if name == "mlflow":
             # the server's GenAI job runner starts ~7 extra processes (~1.5 GB) we do not use
             env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+            # uvicorn kills a worker that misses a 5 s ping; one serialising thousands of runs on a busy
+            # machine does, and the client's request is then retried from scratch
+            env["UVICORN_TIMEOUT_WORKER_HEALTHCHECK"] = "120"
         proc = spawn(name, command, log, env, s.state_dir)
         ProcessRecord(name, proc.pid, proc.create_time(), ports[-1], url, str(log), command).save(
             s.services_dir)

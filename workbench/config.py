@@ -44,6 +44,8 @@ class Settings:
     mlflow_port: int = 5000
     ray_port: int = 6380
     ray_dashboard_port: int = 8265
+    ray_metrics_port: int = 8090  # Prometheus metrics of the Ray node (Ray Serve's among them)
+    serve_port: int = 8000  # the Ray Serve HTTP proxy
     ray_num_cpus: int = 2
     ray_object_store_bytes: int = 536_870_912
     mlflow_uri: str = ""  # defaults to http://<host>:<mlflow_port>
@@ -63,7 +65,7 @@ class Settings:
             object.__setattr__(self, "state_dir", self.project_dir / ".workbench")
         else:
             object.__setattr__(self, "state_dir", Path(self.state_dir).resolve())
-        for name in ("mlflow_port", "ray_port", "ray_dashboard_port"):
+        for name in ("mlflow_port", "ray_port", "ray_dashboard_port", "ray_metrics_port", "serve_port"):
             port = getattr(self, name)
             if not 1 <= port <= 65535:
                 raise ConfigError(f"{name} must be a TCP port (1-65535), got {port}")
@@ -106,6 +108,21 @@ class Settings:
         return self.state_dir / "checkpoints"
 
     @property
+    def predictions_dir(self) -> Path:
+        """Where serving replicas append the prediction log (a shared volume on a cluster)."""
+        return self.state_dir / "predictions"
+
+    @property
+    def serve_url(self) -> str:
+        """Base URL of the Ray Serve HTTP proxy."""
+        return f"http://{self.host}:{self.serve_port}"
+
+    @property
+    def ray_metrics_url(self) -> str:
+        """Prometheus endpoint of the (head) Ray node, where Ray Serve's metrics are exported."""
+        return f"http://{self.host}:{self.ray_metrics_port}/metrics"
+
+    @property
     def ray_gcs_address(self) -> str:
         return f"{self.host}:{self.ray_port}"
 
@@ -120,6 +137,33 @@ class Settings:
             current["ray_address"] = ""
         current.update(changes)
         return Settings(**current)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values, for handing settings to a process elsewhere (a Serve replica)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, Prices):
+                value = dataclasses.asdict(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Settings:
+        """The inverse of :meth:`to_dict`; unknown keys are a ConfigError."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown settings {unknown}")
+        data = dict(values)
+        if isinstance(data.get("prices"), Mapping):
+            data["prices"] = Prices(**data["prices"])
+        for name in ("project_dir", "state_dir"):
+            if name in data:
+                data[name] = Path(data[name])
+        return cls(**data)
 
     def engine_env(self) -> dict[str, str]:
         """Environment that every Ray/MLflow process we start (or job we submit) must carry."""

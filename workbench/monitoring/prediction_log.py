@@ -1,6 +1,6 @@
 """Reading the prediction log that the serving layer writes, and the labels that arrive later.
 
-The log is a DataFrame, or Parquet files (one file or a folder of them), with one row per served
+The log is a DataFrame, or Parquet / JSON-lines files (one file or a folder of them), with one row per served
 prediction: ``request_id``, ``timestamp`` (UTC), ``deployment``, ``model_version``, ``score``,
 ``latency_ms`` and one numeric column per model input. Every monitoring function accepts either form;
 Parquet is read through DuckDB so that only the columns (and rows) a computation needs are loaded.
@@ -27,33 +27,58 @@ LogSource: TypeAlias = "pd.DataFrame | str | os.PathLike[str]"
 LOG_VIEW = "prediction_log"
 
 
-def _parquet_glob(source: str | os.PathLike[str]) -> str:
+_PARQUET = (".parquet", ".pq")
+_JSONL = (".jsonl",)
+
+
+def _log_scans(source: str | os.PathLike[str]) -> list[str]:
+    """DuckDB table expressions over the Parquet and JSON-lines files of a log file or folder.
+
+    Serving replicas append JSON lines (one file per replica); a line cut short by a killed replica was
+    never acknowledged to a client, so it is skipped (``ignore_errors`` reads it as a NULL row, which
+    the view filters out).
+    """
     path = Path(source).expanduser()
     if not path.exists():
-        raise NotFound(f"prediction log {path} does not exist; pass a DataFrame, a .parquet file or a folder "
-                       "of them (the serving layer writes the log there)")
+        raise NotFound(f"prediction log {path} does not exist; pass a DataFrame, a .parquet/.jsonl file or a "
+                       "folder of them (the serving layer writes the log there)")
+
+    def parquet(glob: str) -> str:
+        return "read_parquet('" + glob.replace("'", "''") + "', union_by_name=true)"
+
+    def jsonl(glob: str) -> str:
+        return ("read_json('" + glob.replace("'", "''") + "', format='newline_delimited', ignore_errors=true, "
+                "union_by_name=true)")
+
     if path.is_file():
-        if path.suffix.lower() not in (".parquet", ".pq"):
-            raise InvalidInput(f"{path}: a prediction log file must be Parquet (.parquet or .pq)")
-        return str(path)
-    if not any(path.rglob("*.parquet")):
-        raise InvalidInput(f"{path} holds no .parquet files; is this the prediction log folder?")
-    return str(path / "**" / "*.parquet")
+        suffix = path.suffix.lower()
+        if suffix in _PARQUET:
+            return [parquet(str(path))]
+        if suffix in _JSONL:
+            return [jsonl(str(path))]
+        raise InvalidInput(f"{path}: a prediction log file must be Parquet (.parquet, .pq) or JSON lines (.jsonl)")
+    scans = []
+    if any(path.rglob("*.parquet")):
+        scans.append(parquet(str(path / "**" / "*.parquet")))
+    if any(path.rglob("*.jsonl")):
+        scans.append(jsonl(str(path / "**" / "*.jsonl")))
+    if not scans:
+        raise InvalidInput(f"{path} holds no .parquet or .jsonl files; is this the prediction log folder?")
+    return scans
 
 
 def open_log_view(con: duckdb.DuckDBPyConnection, source: LogSource, view: str = LOG_VIEW) -> list[str]:
     """Make ``source`` queryable as ``view`` on ``con``; returns its column names.
 
-    A DataFrame is registered without copying; Parquet is scanned lazily, so aggregates over a large
+    A DataFrame is registered without copying; files are scanned lazily, so aggregates over a large
     log never load it whole. Timestamps without a zone are read as UTC.
     """
     con.execute("SET TimeZone = 'UTC'")
     if isinstance(source, pd.DataFrame):
         con.register(view, source)
     elif isinstance(source, str | os.PathLike):
-        glob = _parquet_glob(source)
-        escaped = glob.replace("'", "''")
-        con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet('{escaped}', union_by_name=true)")
+        union = " UNION ALL BY NAME ".join(f"SELECT * FROM {scan}" for scan in _log_scans(source))
+        con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM ({union}) WHERE request_id IS NOT NULL")
     else:
         raise InvalidInput("expected a DataFrame or a Parquet path for the prediction log, "
                            f"got {type(source).__name__}")

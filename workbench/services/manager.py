@@ -157,7 +157,8 @@ class ServiceManager:
         if stale and (proc := stale.process()):
             stop_tree(proc)  # ours but not answering: restart it cleanly
         ports = ([s.mlflow_port] if name == "mlflow"
-                 else [s.ray_port, s.ray_port + 1, s.ray_dashboard_port + 1, s.ray_dashboard_port])
+                 else [s.ray_port, s.ray_port + 1, s.ray_dashboard_port + 1, s.ray_metrics_port, s.serve_port,
+                       s.ray_dashboard_port])
         for port in ports:
             if not port_is_free(s.host, port):
                 raise ServiceUnavailable(
@@ -193,6 +194,10 @@ class ServiceManager:
         s = self.settings
         if name == "mlflow":
             return "MLFLOW_PORT"
+        if port == s.ray_metrics_port:
+            return "RAY_METRICS_PORT"
+        if port == s.serve_port:
+            return "SERVE_PORT"
         return "RAY_PORT" if port in (s.ray_port, s.ray_port + 1) else "RAY_DASHBOARD_PORT"
 
     def _mlflow_command(self) -> list[str]:
@@ -220,6 +225,7 @@ class ServiceManager:
             # fixed defaults (10001, 52365) would collide between two heads on one machine
             f"--ray-client-server-port={s.ray_port + 1}",
             f"--dashboard-agent-listen-port={s.ray_dashboard_port + 1}",
+            f"--metrics-export-port={s.ray_metrics_port}",
             f"--temp-dir={s.ray_dir}",
             "--include-dashboard=true",
             "--disable-usage-stats",

@@ -1,0 +1,57 @@
+"""Serving: registered models on Ray Serve, the prediction log, KServe manifests.
+
+The stage in a few calls (``05_deploy.ipynb`` does exactly this)::
+
+    from workbench.serving import deploy, predict, update_deployment, rollback, list_deployments
+    info = deploy(settings, "models:/fraud-detector@champion", name="fraud")   # Ray Serve, health-checked
+    predict(settings, "fraud", [{"user_id": 7, "merchant_id": 12, "amount": 31.5}])
+    update_deployment(settings, "fraud", "models:/fraud-detector/4")          # in place, no failed request
+    rollback(settings, "fraud")
+    read_predictions(settings, "fraud")                                        # every prediction served
+
+Nothing here imports Ray Serve until a replica does: the control plane is Serve's REST API.
+"""
+
+from workbench.serving.client import endpoint_url, predict
+from workbench.serving.deployments import (
+    Autoscaling,
+    DeploymentFailed,
+    DeploymentInfo,
+    Resources,
+    delete_deployment,
+    deploy,
+    get_deployment,
+    kserve_manifest,
+    list_deployments,
+    rollback,
+    serve_details,
+    update_deployment,
+)
+from workbench.serving.kserve import validate_inference_service, write_manifest
+from workbench.serving.payload import Instance, PayloadError, parse_payload
+from workbench.serving.prediction_log import PredictionLogWriter, log_dir, read_predictions
+
+__all__ = [
+    "Autoscaling",
+    "DeploymentFailed",
+    "DeploymentInfo",
+    "Instance",
+    "PayloadError",
+    "PredictionLogWriter",
+    "Resources",
+    "delete_deployment",
+    "deploy",
+    "endpoint_url",
+    "get_deployment",
+    "kserve_manifest",
+    "list_deployments",
+    "log_dir",
+    "parse_payload",
+    "predict",
+    "read_predictions",
+    "rollback",
+    "serve_details",
+    "update_deployment",
+    "validate_inference_service",
+    "write_manifest",
+]

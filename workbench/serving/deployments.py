@@ -1,0 +1,491 @@
+"""Deployments on Ray Serve: deploy a registered model version, list, roll, roll back, delete.
+
+The control plane is Ray Serve's declarative REST API on the dashboard (``PUT/GET
+/api/serve/applications/``), the same one ``serve deploy`` and KubeRay's RayService use, so it works
+unchanged against a remote cluster. Each workbench deployment is one Serve application named after it,
+routed at ``/<name>``, built by :func:`workbench.serving.app.build_app`.
+
+What is served lives in the deployment's ``user_config`` (model URI, version, the versions served before
+it, batch settings). Changing it is one of Serve's in-place updates: every replica loads the new
+version while the old one keeps answering, so a roll loses no request; :func:`rollback` moves back
+along the recorded history the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from workbench.config import Settings
+from workbench.errors import InvalidInput, NotFound, ServiceUnavailable, WorkbenchError
+from workbench.serving.payload import DEPLOYMENT_CLASS, REQUEST_COLUMNS
+from workbench.serving.prediction_log import check_deployment_name, log_dir
+
+APPS_PATH = "/api/serve/applications/"
+IMPORT_PATH = "workbench.serving.app:build_app"
+HISTORY_LIMIT = 10
+_TERMINAL_FAILURES = ("DEPLOY_FAILED", "UNHEALTHY")
+
+
+class DeploymentFailed(WorkbenchError):
+    """Ray Serve could not bring a deployment up (a bad model, no resources, a crashing replica)."""
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    """Replica bounds and the load (ongoing requests per replica) Serve scales toward."""
+
+    min_replicas: int = 1
+    max_replicas: int = 2
+    target_ongoing_requests: float = 8.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_replicas <= self.max_replicas or self.max_replicas < 1:
+            raise InvalidInput(f"autoscaling needs 0 <= min_replicas <= max_replicas and max_replicas >= 1, got "
+                               f"{self.min_replicas}..{self.max_replicas}")
+        if self.target_ongoing_requests <= 0:
+            raise InvalidInput("autoscaling target_ongoing_requests must be > 0")
+
+    def to_serve(self) -> dict[str, Any]:
+        return {"min_replicas": self.min_replicas, "max_replicas": self.max_replicas,
+                "target_ongoing_requests": self.target_ongoing_requests}
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per-replica resources and batching; ``replicas`` is ignored when ``autoscaling`` is set."""
+
+    replicas: int = 1
+    num_cpus: float = 0.5
+    num_gpus: float = 0.0
+    autoscaling: Autoscaling | None = None
+    max_batch_size: int = 32
+    batch_wait_timeout_s: float = 0.005
+    max_ongoing_requests: int = 64
+
+    def __post_init__(self) -> None:
+        if self.replicas < 1:
+            raise InvalidInput(f"replicas must be >= 1, got {self.replicas}")
+        if self.num_cpus < 0 or self.num_gpus < 0:
+            raise InvalidInput("num_cpus and num_gpus must be >= 0")
+        if not 1 <= self.max_batch_size <= 1024:
+            raise InvalidInput(f"max_batch_size must be within 1..1024, got {self.max_batch_size}")
+        if not 0 <= self.batch_wait_timeout_s <= 1:
+            raise InvalidInput(f"batch_wait_timeout_s must be within 0..1 s, got {self.batch_wait_timeout_s}")
+        if self.max_ongoing_requests < 1:
+            raise InvalidInput("max_ongoing_requests must be >= 1")
+
+
+@dataclass(frozen=True)
+class DeploymentInfo:
+    """What a deployment serves and how it is doing, as Ray Serve reports it."""
+
+    name: str
+    status: str
+    url: str
+    model_uri: str
+    model_version: str
+    history: list[dict[str, str]]
+    replicas: dict[str, int]
+    route_prefix: str
+    message: str = ""
+    config: dict[str, Any] = field(default_factory=dict, repr=False)
+    applied_version: str = ""  # the version Serve has finished rolling every replica to
+    last_deployed_s: float = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self.status == "RUNNING"
+
+    def serves(self, version: str, after_s: float = 0.0) -> bool:
+        """Every replica is up and serving ``version``, from a deploy stamped later than ``after_s``."""
+        return (self.running and self.applied_version == version and self.last_deployed_s > after_s
+                and set(self.replicas) == {"RUNNING"})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "url": self.url, "model_uri": self.model_uri,
+                "model_version": self.model_version, "previous_versions": [h["model_version"] for h in self.history],
+                "replicas": self.replicas, "message": self.message}
+
+
+# The REST API -----------------------------------------------------------------------------------------
+def _http(settings: Settings, method: str, body: dict[str, Any] | None = None, timeout_s: float | None = None
+          ) -> requests.Response:
+    url = settings.ray_address.rstrip("/") + APPS_PATH
+    try:
+        response = requests.request(method, url, json=body, timeout=timeout_s or max(30.0, settings.request_timeout_s))
+    except requests.RequestException as exc:
+        hint = "run `workbench up`" if settings.profile == "local" else "check ray_address in workbench.toml"
+        raise ServiceUnavailable(f"Ray at {settings.ray_address} is not answering ({type(exc).__name__}): {hint}"
+                                 ) from exc
+    if response.status_code >= 400:
+        raise DeploymentFailed(f"Ray Serve refused {method} {APPS_PATH} ({response.status_code}): "
+                               f"{response.text[-2000:]}")
+    return response
+
+
+def serve_details(settings: Settings) -> dict[str, Any]:
+    """Ray Serve's own account of every application (``GET /api/serve/applications/``)."""
+    return dict(_http(settings, "GET").json())
+
+
+def _app_configs(details: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: app["deployed_app_config"] for name, app in (details.get("applications") or {}).items()
+            if app.get("deployed_app_config")}
+
+
+def _stamp(details: dict[str, Any], name: str) -> float:
+    """When Serve last (re)deployed application ``name`` (head-node clock; 0 when it does not exist)."""
+    return float(((details.get("applications") or {}).get(name) or {}).get("last_deployed_time_s") or 0.0)
+
+
+def _put(settings: Settings, apps: dict[str, dict[str, Any]]) -> None:
+    """PUT the whole set of applications (Serve's API is declarative: what is left out is deleted)."""
+    body = {
+        "proxy_location": "HeadOnly",
+        "http_options": {"host": settings.host, "port": settings.serve_port},
+        "applications": list(apps.values()),
+    }
+    _http(settings, "PUT", body)
+
+
+def _deployment_config(app: dict[str, Any]) -> dict[str, Any]:
+    for deployment in app.get("deployments") or []:
+        if deployment.get("name") == DEPLOYMENT_CLASS:
+            return dict(deployment)
+    raise NotFound(f"application {app.get('name')!r} is not a workbench deployment")
+
+
+def _info(settings: Settings, name: str, app: dict[str, Any]) -> DeploymentInfo:
+    config = app.get("deployed_app_config") or {}
+    user = (_deployment_config(config).get("user_config") or {}) if config else {}
+    states: dict[str, int] = {}
+    message = app.get("message") or ""
+    applied = ""
+    for deployment in (app.get("deployments") or {}).values():
+        for replica in deployment.get("replicas") or []:
+            states[replica.get("state", "?")] = states.get(replica.get("state", "?"), 0) + 1
+        message = message or deployment.get("message") or ""
+        if deployment.get("status") == "HEALTHY" and deployment.get("status_trigger") == "CONFIG_UPDATE_COMPLETED":
+            applied = str(((deployment.get("deployment_config") or {}).get("user_config") or {})
+                          .get("model_version", ""))
+    prefix = app.get("route_prefix") or f"/{name}"
+    return DeploymentInfo(name=name, status=str(app.get("status", "UNKNOWN")),
+                          url=settings.serve_url + prefix, model_uri=str(user.get("model_uri", "")),
+                          model_version=str(user.get("model_version", "")), history=list(user.get("history") or []),
+                          replicas=states, route_prefix=prefix, message=message, config=config,
+                          applied_version=applied, last_deployed_s=float(app.get("last_deployed_time_s") or 0.0))
+
+
+def list_deployments(settings: Settings) -> list[DeploymentInfo]:
+    """Every workbench deployment on the cluster, with status and what it serves."""
+    details = serve_details(settings)
+    out = []
+    for name, app in (details.get("applications") or {}).items():
+        config = app.get("deployed_app_config") or {}
+        if config.get("import_path") == IMPORT_PATH:
+            out.append(_info(settings, name, app))
+    return sorted(out, key=lambda d: d.name)
+
+
+def get_deployment(settings: Settings, name: str) -> DeploymentInfo:
+    """One deployment; NotFound names the ones that exist."""
+    check_deployment_name(name)
+    for info in list_deployments(settings):
+        if info.name == name:
+            return info
+    names = [d.name for d in list_deployments(settings)]
+    raise NotFound(f"no deployment {name!r} on Ray at {settings.ray_address}; deployments: {names or 'none'}")
+
+
+# Checks before anything is deployed ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Target:
+    uri: str  # the pinned URI replicas load (models:/<name>/<version>)
+    version: str
+    requested: str
+    feature_service: str
+
+
+def _resolve(settings: Settings, model_uri: str, feature_service: str | None) -> _Target:
+    """Pin ``model_uri`` to a registered version and check its signature against the feature service."""
+    from workbench.registry import resolve_model_uri
+
+    if not isinstance(model_uri, str) or not model_uri.startswith("models:/"):
+        raise InvalidInput(f"deploy a registered model: model_uri must look like 'models:/<name>@champion' or "
+                           f"'models:/<name>/<version>', got {model_uri!r}")
+    resolved = resolve_model_uri(settings, model_uri)
+    if resolved.version is None:
+        raise InvalidInput(f"{model_uri} is not a registered model version; register it first "
+                           "(workbench.registry.register_best)")
+    version = resolved.version
+    service = feature_service or version.tags.get("workbench.feature_service") or _run_feature_service(
+        settings, version.run_id)
+    columns = _signature_columns(settings, resolved.load_uri)
+    available = set(REQUEST_COLUMNS) | set(_service_features(settings, service))
+    missing = [c for c in columns if c not in available]
+    if missing:
+        raise InvalidInput(f"model {resolved.load_uri} needs inputs {missing} that neither the request "
+                           f"({list(REQUEST_COLUMNS)}) nor feature service {service!r} provides; deploy it with "
+                           "the feature service it was trained on")
+    return _Target(resolved.load_uri, version.version, model_uri, service)
+
+
+def _run_feature_service(settings: Settings, run_id: str) -> str:
+    from workbench.features import FEATURE_SERVICE
+    from workbench.registry._client import mlflow_client
+
+    try:
+        return str(mlflow_client(settings).get_run(run_id).data.tags.get("workbench.feature_service")
+                   or FEATURE_SERVICE)
+    except Exception:  # noqa: BLE001 - a run we cannot read falls back to the default service
+        return FEATURE_SERVICE
+
+
+def _signature_columns(settings: Settings, load_uri: str) -> list[str]:
+    import mlflow
+    from mlflow.models import get_model_info
+
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    mlflow.set_registry_uri(settings.mlflow_uri)
+    try:
+        info = get_model_info(load_uri)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises several kinds for a missing model
+        raise NotFound(f"cannot read the model at {load_uri}: {exc}") from exc
+    schema = info.signature.inputs if info.signature else None
+    if schema is None or not schema.has_input_names():
+        raise InvalidInput(f"model {load_uri} has no named input signature, so requests cannot be mapped onto it; "
+                           "log it with a signature (the training stage does)")
+    return list(schema.input_names())
+
+
+def _service_features(settings: Settings, service: str) -> list[str]:
+    from workbench.features.repo import feature_store, get_feature_service
+
+    try:
+        found = get_feature_service(feature_store(settings), service)
+    except NotFound:
+        raise
+    except WorkbenchError as exc:
+        raise NotFound(f"feature service {service!r}: {exc}") from exc
+    return [f.name for projection in found.feature_view_projections for f in projection.features]
+
+
+def _check_gpus(settings: Settings, resources: Resources) -> None:
+    if resources.num_gpus <= 0:
+        return
+    from workbench.training import cluster_gpus
+
+    available = cluster_gpus(settings)
+    if available < resources.num_gpus:
+        raise InvalidInput(f"each replica asks for {resources.num_gpus} GPU but Ray at {settings.ray_address} has "
+                           f"{available:g}; deploy with num_gpus=0 (the same code scores on CPU)")
+
+
+# Deploy, roll, roll back, delete ----------------------------------------------------------------------
+def _user_config(target: _Target, resources: Resources, history: list[dict[str, str]]) -> dict[str, Any]:
+    return {"model_uri": target.uri, "model_version": target.version, "requested_uri": target.requested,
+            "history": history[-HISTORY_LIMIT:], "max_batch_size": resources.max_batch_size,
+            "batch_wait_timeout_s": resources.batch_wait_timeout_s}
+
+
+def app_config(settings: Settings, name: str, target: _Target, resources: Resources,
+               history: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """The Serve application config for one deployment (what ``serve deploy`` would take)."""
+    deployment: dict[str, Any] = {
+        "name": DEPLOYMENT_CLASS,
+        "max_ongoing_requests": resources.max_ongoing_requests,
+        "ray_actor_options": {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus},
+        "user_config": _user_config(target, resources, history or []),
+    }
+    if resources.autoscaling:
+        deployment["autoscaling_config"] = resources.autoscaling.to_serve()
+    else:
+        deployment["num_replicas"] = resources.replicas
+    return {
+        "name": name,
+        "route_prefix": f"/{name}",
+        "import_path": IMPORT_PATH,
+        "args": {"settings": settings.to_dict(), "deployment": name, "feature_service": target.feature_service},
+        "runtime_env": {"env_vars": settings.engine_env()},
+        "deployments": [deployment],
+    }
+
+
+def wait_until(settings: Settings, name: str, ready: Callable[[DeploymentInfo], bool], timeout_s: float,
+               progress: bool = False, what: str = "RUNNING") -> DeploymentInfo:
+    """Poll Serve until ``ready(info)``; DeploymentFailed with Serve's message when it gives up."""
+    deadline = time.monotonic() + timeout_s
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=None, desc=f"deployment {name}", bar_format="{desc}: {postfix} [{elapsed}]")
+    info: DeploymentInfo | None = None
+    try:
+        while True:
+            details = serve_details(settings).get("applications") or {}
+            app = details.get(name)
+            info = _info(settings, name, app) if app else None
+            if bar is not None:
+                bar.set_postfix_str(info.status if info else "waiting for Serve")
+            if info is not None and ready(info):
+                return info
+            if info is not None and info.status in _TERMINAL_FAILURES:
+                raise DeploymentFailed(f"deployment {name!r} is {info.status}: {info.message or 'see the Serve logs'} "
+                                       f"(logs under {settings.ray_dir}/session_latest/logs/serve)")
+            if time.monotonic() > deadline:
+                state = f"{info.status}: {info.message}" if info else "not created"
+                raise DeploymentFailed(f"deployment {name!r} did not become {what} within {timeout_s:.0f} s ({state})")
+            time.sleep(0.5)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def deploy(settings: Settings, model_uri: str, name: str = "fraud", *, resources: Resources | None = None,
+           feature_service: str | None = None, timeout_s: float = 600.0, progress: bool = True) -> DeploymentInfo:
+    """Serve a registered model version (``models:/<name>@champion`` or ``models:/<name>/<version>``).
+
+    The alias is resolved now and the version pinned, so every replica serves the same version until
+    you :func:`update_deployment`. Raises InvalidInput for a name in use, NotFound for a model or alias
+    that does not exist, InvalidInput when the model's inputs are not what the feature service gives.
+    """
+    check_deployment_name(name)
+    resources = resources or Resources()
+    details = serve_details(settings)
+    apps = _app_configs(details)
+    if name in apps:
+        raise InvalidInput(f"a deployment named {name!r} already exists; roll it with update_deployment(settings, "
+                           f"{name!r}, model_uri=...) or delete_deployment it first")
+    target = _resolve(settings, model_uri, feature_service)
+    _check_gpus(settings, resources)
+    log_dir(settings, name).mkdir(parents=True, exist_ok=True)
+    apps[name] = app_config(settings, name, target, resources)
+    _put(settings, apps)
+    put_at = _stamp(details, name)
+    return wait_until(settings, name, lambda i: i.serves(target.version, put_at), timeout_s, progress)
+
+
+def update_deployment(settings: Settings, name: str, model_uri: str | None = None, *,
+                      resources: Resources | None = None, timeout_s: float = 600.0, progress: bool = True
+                      ) -> DeploymentInfo:
+    """Roll ``name`` to another model version and/or other resources, without dropping a request.
+
+    A new model version is loaded by the running replicas in place (each keeps answering with the old
+    version until the new one is loaded); the version served before is kept for :func:`rollback`.
+    """
+    current = get_deployment(settings, name)
+    details = serve_details(settings)
+    apps = _app_configs(details)
+    app = apps[name]
+    deployment = _deployment_config(app)
+    user = dict(deployment.get("user_config") or {})
+    history = list(user.get("history") or [])
+    if model_uri is not None:
+        target = _resolve(settings, model_uri, app["args"].get("feature_service"))
+        if target.version != current.model_version:
+            history.append({"model_uri": current.model_uri, "model_version": current.model_version,
+                            "requested_uri": str(user.get("requested_uri", current.model_uri))})
+    else:
+        target = _Target(current.model_uri, current.model_version, str(user.get("requested_uri", "")),
+                         app["args"].get("feature_service", ""))
+    if resources is None:
+        resources = Resources(
+            replicas=int(deployment.get("num_replicas") or 1),
+            num_cpus=float((deployment.get("ray_actor_options") or {}).get("num_cpus", 0.5)),
+            num_gpus=float((deployment.get("ray_actor_options") or {}).get("num_gpus", 0.0)),
+            autoscaling=Autoscaling(**{k: v for k, v in (deployment.get("autoscaling_config") or {}).items()
+                                       if k in ("min_replicas", "max_replicas", "target_ongoing_requests")})
+            if deployment.get("autoscaling_config") else None,
+            max_batch_size=int(user.get("max_batch_size", 32)),
+            batch_wait_timeout_s=float(user.get("batch_wait_timeout_s", 0.005)),
+            max_ongoing_requests=int(deployment.get("max_ongoing_requests") or 64))
+    _check_gpus(settings, resources)
+    updated = app_config(settings, name, target, resources, history)
+    updated["args"] = app["args"]  # same code and settings: Serve updates the replicas in place
+    apps[name] = updated
+    _put(settings, apps)
+    put_at = _stamp(details, name)
+    return wait_until(settings, name, lambda i: i.serves(target.version, put_at), timeout_s, progress)
+
+
+def rollback(settings: Settings, name: str, *, timeout_s: float = 600.0, progress: bool = True) -> DeploymentInfo:
+    """Serve the version that was served before the last roll (in place, like a roll)."""
+    details = serve_details(settings)
+    apps = _app_configs(details)
+    if name not in apps:
+        get_deployment(settings, name)  # raises NotFound with the names that exist
+    app = apps[name]
+    deployment = _deployment_config(app)
+    user = dict(deployment.get("user_config") or {})
+    history = list(user.get("history") or [])
+    if not history:
+        raise InvalidInput(f"deployment {name!r} has served only version {user.get('model_version')}: nothing to "
+                           "roll back to")
+    previous = history.pop()
+    user.update(model_uri=previous["model_uri"], model_version=previous["model_version"],
+                requested_uri=previous.get("requested_uri", previous["model_uri"]), history=history)
+    deployment["user_config"] = user
+    app["deployments"] = [deployment if d.get("name") == DEPLOYMENT_CLASS else d for d in app["deployments"]]
+    _put(settings, apps)
+    put_at = _stamp(details, name)
+    return wait_until(settings, name, lambda i: i.serves(previous["model_version"], put_at), timeout_s, progress)
+
+
+def delete_deployment(settings: Settings, name: str, *, timeout_s: float = 120.0) -> None:
+    """Stop serving ``name`` (its prediction log stays for monitoring)."""
+    apps = _app_configs(serve_details(settings))
+    if name not in apps:
+        get_deployment(settings, name)
+    del apps[name]
+    _put(settings, apps)
+    deadline = time.monotonic() + timeout_s
+    while name in (serve_details(settings).get("applications") or {}):
+        if time.monotonic() > deadline:
+            raise DeploymentFailed(f"deployment {name!r} was still shutting down after {timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
+def describe(info: DeploymentInfo) -> str:
+    """One line per deployment, for the CLI and notebooks."""
+    return json.dumps(info.to_dict())
+
+
+def kserve_manifest(settings: Settings, model_uri: str, name: str = "fraud", *, resources: Resources | None = None,
+                    namespace: str = "default", storage_uri: str | None = None, memory: str = "1Gi"
+                    ) -> dict[str, Any]:
+    """The deployment :func:`deploy` would make, as a validated KServe ``InferenceService`` manifest.
+
+    ``storage_uri`` defaults to the model version's artifact location in MLflow (an ``s3://`` or
+    ``gs://`` bucket on a cluster; a local ``file://`` path here, which you would replace).
+    """
+    from workbench.registry._client import mlflow_client
+    from workbench.serving.kserve import inference_service
+
+    check_deployment_name(name)
+    resources = resources or Resources()
+    target = _resolve(settings, model_uri, None)
+    if storage_uri is None:
+        from workbench.registry import resolve_model_uri
+
+        resolved = resolve_model_uri(settings, target.uri)
+        client = mlflow_client(settings)
+        location = ""
+        if resolved.model_id:
+            location = client.get_logged_model(resolved.model_id).artifact_location
+        if not location:
+            location = client.get_model_version_download_uri(*target.uri[len("models:/"):].rsplit("/", 1))
+        storage_uri = location if "://" in location else f"file://{location}"
+    auto = resources.autoscaling
+    return inference_service(
+        name, storage_uri, namespace=namespace,
+        replicas=auto.min_replicas if auto else resources.replicas,
+        max_replicas=auto.max_replicas if auto else resources.replicas,
+        num_cpus=resources.num_cpus, num_gpus=int(resources.num_gpus + 0.999), memory=memory,
+        model_version=target.version, feature_service=target.feature_service)

@@ -43,7 +43,7 @@ metric = "roc_auc"
 model_name = "fraud-detector"
 force = False                 # promote even when worse than the current champion on the holdout
 holdout_rows = 5000           # rows of the training frame's validation split used to compare models
-train_run_id = ""             # empty: the run recorded by 03_train
+run_id = ""                   # the training run to register (empty: the run recorded by 03_train)
 pipeline_run_id = ""
 """),
     ("code", """
@@ -59,8 +59,8 @@ from workbench.training.frame import split_indices
 
 settings = load_settings()
 train = latest_record(settings, "train")
-train_run_id = train_run_id or train.outputs["run_id"]
-print(f"MLflow {settings.mlflow_uri}, experiment {settings.experiment!r}; latest training run {train_run_id}")
+run_id = run_id or train.outputs["run_id"]
+print(f"MLflow {settings.mlflow_uri}, experiment {settings.experiment!r}; latest training run {run_id}")
 """),
     ("md", "## The runs, side by side"),
     ("code", """
@@ -101,7 +101,7 @@ record = record_stage(
     settings, "registry",
     outputs={"model_name": model_name, "model_version": str(champion.version), "model_uri": model_uri,
              "champion_run_id": champion.run_id},
-    inputs={"train_run_id": train_run_id, "dataset_version": card.dataset_version},
+    inputs={"train_run_id": run_id, "dataset_version": card.dataset_version},
     parameters={"metric": metric, "force": force, "holdout_rows": len(holdout)},
     notebook="04_registry.ipynb", pipeline_run_id=pipeline_run_id,
 )

@@ -37,6 +37,8 @@ demo: setup
 	@echo "Executed notebooks:  $$(ls -td $(CURDIR)/.workbench/runs/*/ | head -1)"
 	@$(BIN)/python -c "from workbench.config import load_settings as l; s=l(); \
 	print('MLflow UI:          ', s.mlflow_uri); print('Ray dashboard:      ', s.ray_address)"
+	@$(BIN)/workbench deployments list
+	@echo "Monitoring report:   $$(ls -t $(CURDIR)/.workbench/reports/*.json 2>/dev/null | head -1)"
 	@echo "Stop the services:   $(BIN)/workbench down"
 
 lint:
@@ -67,6 +69,9 @@ status:
 bench: setup
 	$(BIN)/python benchmarks/bench_paging.py
 	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_serving.py
+	$(BIN)/python benchmarks/bench_drift.py
+	$(BIN)/python benchmarks/bench_runs.py
 
 clean: down
 	rm -rf .workbench .workbench-test

@@ -41,7 +41,8 @@ from workbench.training.synthetic import SYNTHETIC_FEATURES, synthetic_training_
 from workbench.training.tracking import log_epoch_metrics  # noqa: E402
 
 STATE = ROOT / "benchmarks" / "_data" / "trbench"  # short: Ray's socket paths below it must stay < 108 bytes
-PORTS = {"mlflow_port": 25100, "ray_port": 26479, "ray_dashboard_port": 28365}
+PORTS = {"mlflow_port": 25100, "ray_port": 26479, "ray_dashboard_port": 28365, "ray_metrics_port": 29190,
+         "serve_port": 27100}
 
 
 def bench_settings() -> Settings:

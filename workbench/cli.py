@@ -81,6 +81,29 @@ def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_deployments(settings: Settings, args: argparse.Namespace) -> int:
+    from workbench import serving
+
+    if args.action == "list":
+        found = serving.list_deployments(settings)
+        for info in found:
+            previous = ",".join(h["model_version"] for h in info.history) or "-"
+            print(f"{info.name:<20} {info.status:<12} version {info.model_version:<5} previous {previous:<10} "
+                  f"replicas {info.replicas}  {info.url}/predict")
+        if not found:
+            print("no deployments")
+        return 0
+    if not args.name:
+        raise InvalidInput(f"`workbench deployments {args.action}` needs a deployment name")
+    if args.action == "rollback":
+        info = serving.rollback(settings, args.name)
+        print(f"{info.name} serves version {info.model_version} again")
+    elif args.action == "delete":
+        serving.delete_deployment(settings, args.name)
+        print(f"deleted {args.name} (its prediction log stays in {serving.log_dir(settings, args.name)})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
     parser.add_argument("--profile", choices=["local", "cluster"], help="override the configured profile")
@@ -98,10 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--param", action="append", default=[], metavar="STAGE.NAME=VALUE")
     run.add_argument("--no-up", action="store_true", help="do not start services first")
     run.add_argument("-v", "--verbose", action="store_true", help="stream the notebooks' output")
+    deployments = sub.add_parser("deployments", help="list, roll back or delete model deployments (Ray Serve)")
+    deployments.add_argument("action", choices=["list", "rollback", "delete"], nargs="?", default="list")
+    deployments.add_argument("name", nargs="?", help="the deployment (for rollback and delete)")
     return parser
 
 
-COMMANDS = {"up": _cmd_up, "down": _cmd_down, "status": _cmd_status, "logs": _cmd_logs, "run": _cmd_run}
+COMMANDS = {"up": _cmd_up, "down": _cmd_down, "status": _cmd_status, "logs": _cmd_logs, "run": _cmd_run,
+            "deployments": _cmd_deployments}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

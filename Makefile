@@ -42,7 +42,7 @@ demo: setup
 	@echo "Stop the services:   $(BIN)/workbench down"
 
 lint:
-	$(BIN)/ruff check workbench tests benchmarks
+	$(BIN)/ruff check workbench tests benchmarks tools
 
 typecheck:
 	$(BIN)/mypy

@@ -203,3 +203,14 @@ def test_histogram_comparison_uses_shared_bins() -> None:
     assert len(hist.edges) == 31 and len(hist.reference_fractions) == 30
     assert sum(hist.reference_fractions) == pytest.approx(1.0) and sum(hist.current_fractions) == pytest.approx(1.0)
     assert hist.edges[0] == min(reference["amount"].min(), current["amount"].min())
+
+
+def test_a_rare_flag_becoming_common_is_caught_by_psi() -> None:
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame({"is_night": (rng.random(20_000) < 0.05).astype(int)})
+    same = pd.DataFrame({"is_night": (rng.random(5_000) < 0.05).astype(int)})
+    shifted = pd.DataFrame({"is_night": np.ones(5_000, dtype=int)})
+    assert drift_report(reference, same, ["is_night"])["is_night"].psi < 0.01
+    report = drift_report(reference, shifted, ["is_night"])
+    assert report["is_night"].psi > 1.0 and report["is_night"].drifted
+    assert len(report["is_night"].bin_edges) == 1 and report["is_night"].bin_edges[0] == 0.5

@@ -185,6 +185,9 @@ def js_from_fractions(reference: Sequence[float] | np.ndarray, current: Sequence
 def quantile_edges(reference_sorted: np.ndarray, bins: int) -> np.ndarray:
     """Inner bin edges at the reference's 1/bins, 2/bins, ... quantiles, deduplicated.
 
+    A reference with fewer than ``bins`` distinct values (a 0/1 flag mostly 0) gets one bin per value
+    instead: quantile edges would merge the rare value into the common one and hide a shift toward it.
+
     Linear interpolation between order statistics (numpy's default quantile method), read directly off
     the sorted values instead of re-partitioning them.
     """
@@ -194,7 +197,12 @@ def quantile_edges(reference_sorted: np.ndarray, bins: int) -> np.ndarray:
     above = np.minimum(below + 1, n - 1)
     weight = position - below
     low, high = reference_sorted[below], reference_sorted[above]
-    return np.unique(low + (high - low) * weight)
+    edges = np.unique(low + (high - low) * weight)
+    if edges.size < bins - 1:  # point masses collapsed some quantiles: a flag, a count, a category code
+        change = np.flatnonzero(np.diff(reference_sorted)) if n > 1 else np.array([], dtype=np.int64)
+        if change.size < bins:  # few distinct values: one bin per value, cut halfway between neighbours
+            return (reference_sorted[change] + reference_sorted[change + 1]) / 2.0
+    return edges
 
 
 def uniform_edges(reference_sorted: np.ndarray, current_sorted: np.ndarray, bins: int) -> np.ndarray:

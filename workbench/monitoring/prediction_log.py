@@ -32,7 +32,7 @@ _JSONL = (".jsonl",)
 
 
 def _log_scans(source: str | os.PathLike[str]) -> list[str]:
-    """DuckDB table expressions over the Parquet and JSON-lines files of a log file or folder.
+    """DuckDB queries over the Parquet and JSON-lines files of a log file or folder.
 
     Serving replicas append JSON lines (one file per replica); a line cut short by a killed replica was
     never acknowledged to a client, so it is skipped (``ignore_errors`` reads it as a NULL row, which
@@ -44,11 +44,11 @@ def _log_scans(source: str | os.PathLike[str]) -> list[str]:
                        "folder of them (the serving layer writes the log there)")
 
     def parquet(glob: str) -> str:
-        return "read_parquet('" + glob.replace("'", "''") + "', union_by_name=true)"
+        return "SELECT * FROM read_parquet('" + glob.replace("'", "''") + "', union_by_name=true)"
 
-    def jsonl(glob: str) -> str:
-        return ("read_json('" + glob.replace("'", "''") + "', format='newline_delimited', ignore_errors=true, "
-                "union_by_name=true)")
+    def jsonl(glob: str) -> str:  # a cut line reads as all-NULL: drop it
+        return ("SELECT * FROM read_json('" + glob.replace("'", "''") + "', format='newline_delimited', "
+                "ignore_errors=true, union_by_name=true) WHERE request_id IS NOT NULL")
 
     if path.is_file():
         suffix = path.suffix.lower()
@@ -77,8 +77,8 @@ def open_log_view(con: duckdb.DuckDBPyConnection, source: LogSource, view: str =
     if isinstance(source, pd.DataFrame):
         con.register(view, source)
     elif isinstance(source, str | os.PathLike):
-        union = " UNION ALL BY NAME ".join(f"SELECT * FROM {scan}" for scan in _log_scans(source))
-        con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM ({union}) WHERE request_id IS NOT NULL")
+        union = " UNION ALL BY NAME ".join(f"({scan})" for scan in _log_scans(source))
+        con.execute(f"CREATE OR REPLACE VIEW {view} AS {union}")
     else:
         raise InvalidInput("expected a DataFrame or a Parquet path for the prediction log, "
                            f"got {type(source).__name__}")

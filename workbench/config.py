@@ -19,6 +19,8 @@ from workbench.errors import ConfigError
 Profile = Literal["local", "cluster"]
 _PROFILES = ("local", "cluster")
 _ENV_PREFIX = "WORKBENCH_"
+SECRET_FIELDS = ("feast_online_store_connection",)
+"""Settings that may carry credentials (a Postgres URL with a password): never written to configs or logs."""
 
 
 @dataclass(frozen=True)
@@ -138,8 +140,12 @@ class Settings:
         current.update(changes)
         return Settings(**current)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able values, for handing settings to a process elsewhere (a Serve replica)."""
+    def to_dict(self, *, secrets: bool = True) -> dict[str, Any]:
+        """Plain JSON-able values, for handing settings to a process elsewhere (a Serve replica).
+
+        With ``secrets=False`` the fields that may hold credentials (``SECRET_FIELDS``) are left empty:
+        send those through :meth:`secret_env` instead, which Ray keeps out of what its dashboard shows.
+        """
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -147,17 +153,26 @@ class Settings:
                 value = str(value)
             elif isinstance(value, Prices):
                 value = dataclasses.asdict(value)
-            out[f.name] = value
+            out[f.name] = "" if (not secrets and f.name in SECRET_FIELDS) else value
         return out
 
+    def secret_env(self) -> dict[str, str]:
+        """``WORKBENCH_*`` variables carrying the secret fields that are set (see :meth:`to_dict`)."""
+        return {_ENV_PREFIX + name.upper(): str(getattr(self, name)) for name in SECRET_FIELDS if getattr(self, name)}
+
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> Settings:
-        """The inverse of :meth:`to_dict`; unknown keys are a ConfigError."""
+    def from_dict(cls, values: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
+        """The inverse of :meth:`to_dict`; empty secret fields are filled from ``env`` (default: the
+        process environment, where :meth:`secret_env` put them). Unknown keys are a ConfigError."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown settings {unknown}")
+        env = os.environ if env is None else env
         data = dict(values)
+        for name in SECRET_FIELDS:
+            if not data.get(name) and env.get(_ENV_PREFIX + name.upper()):
+                data[name] = env[_ENV_PREFIX + name.upper()]
         if isinstance(data.get("prices"), Mapping):
             data["prices"] = Prices(**data["prices"])
         for name in ("project_dir", "state_dir"):

@@ -139,6 +139,16 @@ def test_settings_round_trip_through_plain_json(tmp_path: Path) -> None:
         Settings.from_dict({**data, "nope": 1})
 
 
+def test_secrets_travel_in_the_environment_not_in_the_dict(tmp_path: Path) -> None:
+    url = "postgresql://feast:s3cret@db:5432/feast"
+    settings = Settings(project_dir=tmp_path, feast_online_store="postgres", feast_online_store_connection=url)
+    shown = settings.to_dict(secrets=False)
+    assert "s3cret" not in json.dumps(shown)
+    assert settings.secret_env() == {"WORKBENCH_FEAST_ONLINE_STORE_CONNECTION": url}
+    assert Settings.from_dict(shown, env=settings.secret_env()) == settings
+    assert Settings.from_dict(shown, env={}).feast_online_store_connection == ""
+
+
 def test_kserve_manifest_is_valid_yaml_with_resources(tmp_path: Path) -> None:
     manifest = inference_service("fraud", "s3://bucket/models/1", replicas=2, max_replicas=4, num_cpus=0.5,
                                  num_gpus=1, model_version="3", feature_service="fraud_model_v1")

@@ -311,8 +311,10 @@ def app_config(settings: Settings, name: str, target: _Target, resources: Resour
         "name": name,
         "route_prefix": f"/{name}",
         "import_path": IMPORT_PATH,
-        "args": {"settings": settings.to_dict(), "deployment": name, "feature_service": target.feature_service},
-        "runtime_env": {"env_vars": settings.engine_env()},
+        # secrets travel as environment variables, which the dashboard redacts, never in the visible args
+        "args": {"settings": settings.to_dict(secrets=False), "deployment": name,
+                 "feature_service": target.feature_service},
+        "runtime_env": {"env_vars": {**settings.engine_env(), **settings.secret_env()}},
         "deployments": [deployment],
     }
 

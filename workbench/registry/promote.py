@@ -204,7 +204,7 @@ def holdout_roc_auc(settings: Settings, model_uri: str, holdout: pd.DataFrame, l
                                                         registry_uri=settings.mlflow_uri)
         try:
             model = mlflow.pyfunc.load_model(local)
-            scores = _scores(model.predict(features))
+            scores = _scores(model.predict(_conform(model, features)))
         except MlflowException as exc:
             raise translate(exc, f"loading or scoring model {model_uri}") from exc
         except (ValueError, KeyError, TypeError) as exc:
@@ -213,6 +213,19 @@ def holdout_roc_auc(settings: Settings, model_uri: str, holdout: pd.DataFrame, l
     if len(scores) != len(labels):
         raise InvalidInput(f"model {model_uri} returned {len(scores)} scores for {len(labels)} holdout rows")
     return float(roc_auc_score(labels, scores))
+
+
+def _conform(model: Any, features: pd.DataFrame) -> pd.DataFrame:
+    """Cast columns to the types the model's signature declares (MLflow refuses int64 for a double
+    column, and a frame read from Parquet keeps counts as int64)."""
+    schema = model.metadata.get_input_schema()
+    if schema is None or not schema.has_input_names():
+        return features
+    types = {}
+    for spec in schema.inputs:
+        if spec.name in features.columns and hasattr(spec.type, "to_numpy"):
+            types[spec.name] = spec.type.to_numpy()
+    return features.astype(types) if types else features
 
 
 def _check_holdout(holdout: Any, label_column: str) -> None:

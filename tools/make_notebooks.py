@@ -125,6 +125,7 @@ The same deployment is exported as a KServe `InferenceService` manifest for Kube
 model_uri = ""                # empty: the version recorded by 04_registry
 deployment_name = "fraud"
 replicas = 1
+autoscale_max_replicas = 0    # > 0: Serve autoscales between `replicas` and this many on load
 num_cpus = 0.5                # per replica
 num_gpus = 0.0                # per replica; the same code scores on CPU
 max_batch_size = 32
@@ -144,13 +145,16 @@ import requests
 from workbench.config import load_settings
 from workbench.errors import InvalidInput
 from workbench.lineage import latest_record, record_stage
-from workbench.serving import (Resources, deploy, endpoint_url, get_deployment, kserve_manifest, list_deployments,
-                               log_dir, predict, update_deployment, write_manifest)
+from workbench.serving import (Autoscaling, Resources, deploy, endpoint_url, get_deployment, kserve_manifest,
+                               list_deployments, log_dir, predict, update_deployment, write_manifest)
 
 settings = load_settings()
 if not model_uri:
     model_uri = latest_record(settings, "registry").outputs["model_uri"]
-resources = Resources(replicas=replicas, num_cpus=num_cpus, num_gpus=num_gpus, max_batch_size=max_batch_size)
+autoscaling = (Autoscaling(min_replicas=replicas, max_replicas=autoscale_max_replicas)
+               if autoscale_max_replicas else None)
+resources = Resources(replicas=replicas, num_cpus=num_cpus, num_gpus=num_gpus, max_batch_size=max_batch_size,
+                      autoscaling=autoscaling)
 print(f"deploying {model_uri} as {deployment_name!r} on Ray at {settings.ray_address}")
 """),
     ("md", "## Deploy, or roll the existing deployment to this version"),
@@ -209,7 +213,8 @@ record = record_stage(
              "model_version": info.model_version, "model_uri": info.model_uri,
              "prediction_log": str(log_dir(settings, deployment_name)), "kserve_manifest": str(manifest_path)},
     inputs={"model_uri": model_uri},
-    parameters={"replicas": replicas, "num_cpus": num_cpus, "num_gpus": num_gpus, "max_batch_size": max_batch_size},
+    parameters={"replicas": replicas, "autoscale_max_replicas": autoscale_max_replicas, "num_cpus": num_cpus,
+                "num_gpus": num_gpus, "max_batch_size": max_batch_size},
     notebook="05_deploy.ipynb", pipeline_run_id=pipeline_run_id,
 )
 record.outputs

@@ -184,3 +184,24 @@ def test_log_frames_from_the_monitoring_side_read_jsonl_and_parquet_together(tmp
     frame = read_log(tmp_path).sort_values("request_id")
     assert list(frame.request_id) == ["a", "b"] and list(frame.score) == [0.1, 0.2]
     assert os.path.getsize(log.path) > 0
+
+
+def test_app_config_pins_the_version_and_maps_resources(tmp_path: Path) -> None:
+    from workbench.serving.deployments import IMPORT_PATH, _Target, app_config
+
+    settings = Settings(project_dir=tmp_path, feast_online_store="postgres",
+                        feast_online_store_connection="postgresql://u:pw@h/db")
+    target = _Target("models:/fraud/3", "3", "models:/fraud@champion", "fraud_model_v1")
+    fixed = app_config(settings, "fraud", target, Resources(replicas=2, num_cpus=0.25, max_batch_size=8))
+    deployment = fixed["deployments"][0]
+    assert fixed["import_path"] == IMPORT_PATH and fixed["route_prefix"] == "/fraud"
+    assert deployment["num_replicas"] == 2 and "autoscaling_config" not in deployment
+    assert deployment["ray_actor_options"] == {"num_cpus": 0.25, "num_gpus": 0.0}
+    assert deployment["user_config"]["model_uri"] == "models:/fraud/3"
+    assert deployment["user_config"]["max_batch_size"] == 8
+    assert "pw@" not in json.dumps(fixed["args"])
+    assert fixed["runtime_env"]["env_vars"]["WORKBENCH_FEAST_ONLINE_STORE_CONNECTION"] == "postgresql://u:pw@h/db"
+    scaled = app_config(settings, "fraud", target, Resources(autoscaling=Autoscaling(1, 4, 5.0)))
+    assert scaled["deployments"][0]["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 4,
+                                                              "target_ongoing_requests": 5.0}
+    assert "num_replicas" not in scaled["deployments"][0]

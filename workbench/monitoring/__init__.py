@@ -17,6 +17,17 @@ from workbench.monitoring.drift import (
     drift_report,
     histogram_comparison,
 )
+from workbench.monitoring.llm import (
+    LLMMetrics,
+    TimedScrape,
+    default_llm_alert_rules,
+    llm_interval,
+    llm_metrics_over_time,
+    llm_snapshot,
+    llm_token_cost,
+    scrape_llm,
+    watch_llm,
+)
 from workbench.monitoring.performance import (
     MetricSample,
     PerformanceSummary,
@@ -39,6 +50,15 @@ from workbench.monitoring.quality import (
 )
 
 __all__ = [
+    "LLMMetrics",
+    "TimedScrape",
+    "default_llm_alert_rules",
+    "llm_interval",
+    "llm_metrics_over_time",
+    "llm_snapshot",
+    "llm_token_cost",
+    "scrape_llm",
+    "watch_llm",
     "LOG_COLUMNS",
     "PSI_EPSILON",
     "Alert",

@@ -28,11 +28,41 @@ from workbench.serving.deployments import (
     update_deployment,
 )
 from workbench.serving.kserve import validate_inference_service, write_manifest
+from workbench.serving.llm_client import ChatResult, chat, complete, llm_client, served_models
 from workbench.serving.payload import Instance, PayloadError, parse_payload
 from workbench.serving.prediction_log import PredictionLogWriter, log_dir, read_predictions
+from workbench.serving.vllm import (
+    LLMDeployment,
+    VLLMOptions,
+    deploy_llm,
+    get_llm_deployment,
+    kserve_llm_manifest,
+    list_llm_deployments,
+    ray_serve_llm_config,
+    restart_llm,
+    roll_llm,
+    rollback_llm,
+    stop_llm,
+)
 
 __all__ = [
     "Autoscaling",
+    "ChatResult",
+    "LLMDeployment",
+    "VLLMOptions",
+    "chat",
+    "complete",
+    "deploy_llm",
+    "get_llm_deployment",
+    "kserve_llm_manifest",
+    "list_llm_deployments",
+    "llm_client",
+    "ray_serve_llm_config",
+    "restart_llm",
+    "roll_llm",
+    "rollback_llm",
+    "served_models",
+    "stop_llm",
     "DeploymentFailed",
     "DeploymentInfo",
     "Instance",

@@ -20,8 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 TEST_STATE = ROOT / ".workbench-test"
 
 # Ports outside Ray's default worker range (10002-19999) and away from the demo's defaults.
-TEST_PORTS = {"mlflow_port": 25000, "ray_port": 26379, "ray_dashboard_port": 28265, "ray_metrics_port": 29090,
-              "serve_port": 27000}
+# WORKBENCH_TEST_PORT_OFFSET shifts them all, so two checkouts can run their suites on one machine.
+_OFFSET = int(os.environ.get("WORKBENCH_TEST_PORT_OFFSET", "0"))
+TEST_PORTS = {name: port + _OFFSET for name, port in {
+    "mlflow_port": 25000, "ray_port": 26379, "ray_dashboard_port": 28265, "ray_metrics_port": 29090,
+    "serve_port": 27000}.items()}
 
 
 def make_test_settings(**changes: object) -> Settings:

@@ -123,7 +123,6 @@ def import_smollm2(dest: str | Path, *, overwrite: bool = False) -> ModelFolder:
     quantised = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     # a model loaded from GGUF refuses save_pretrained: copy its de-quantised weights into a plain one
     config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    config.torch_dtype = "float32"
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = plain.load_state_dict(quantised.state_dict(), strict=False)
     real_missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied to the embeddings

@@ -277,6 +277,18 @@ def _start_server(settings: Settings, name: str, model_dir: Path, served_model_n
         delay = min(delay * 1.5, 3.0)
 
 
+def start_vllm(settings: Settings, model_dir: str | Path, *, name: str, served_model_name: str,
+               options: VLLMOptions | None = None, port: int | None = None) -> ProcessRecord:
+    """Start a bare vLLM server on a model folder (no registry, no deployment record), health-checked.
+
+    For benchmarks and experiments; stop it with ``stop_tree(record.process())``. Deployments use
+    :func:`deploy_llm`.
+    """
+    chosen = port if port is not None else _free_port(settings, set())
+    return _start_server(settings, check_llm_name(name), Path(model_dir), served_model_name, options or VLLMOptions(),
+                         chosen)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the model folder
 

@@ -20,7 +20,11 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ["01_model.ipynb", "02_deploy.ipynb", "03_monitor.ipynb"]
-VLLM_NOTEBOOK_PORT = 27600
+VLLM_PORT_ABOVE_SERVE = 600  # 27600 (+ WORKBENCH_TEST_PORT_OFFSET): apart from test_llm_vllm's 27500
+
+
+def _vllm_port(settings: Settings) -> int:
+    return settings.serve_port + VLLM_PORT_ABOVE_SERVE
 
 
 def _env_for(settings: Settings, state_dir: Path) -> dict[str, str]:
@@ -30,7 +34,7 @@ def _env_for(settings: Settings, state_dir: Path) -> dict[str, str]:
         "WORKBENCH_RAY_DASHBOARD_PORT": str(settings.ray_dashboard_port),
         "WORKBENCH_RAY_METRICS_PORT": str(settings.ray_metrics_port),
         "WORKBENCH_SERVE_PORT": str(settings.serve_port),
-        "WORKBENCH_VLLM_PORT": str(VLLM_NOTEBOOK_PORT),
+        "WORKBENCH_VLLM_PORT": str(_vllm_port(settings)),
         "WORKBENCH_STATE_DIR": str(state_dir),
         "WORKBENCH_EXPERIMENT": "workbench-notebook-tests",
     }
@@ -38,7 +42,7 @@ def _env_for(settings: Settings, state_dir: Path) -> dict[str, str]:
 
 def test_llm_notebooks_pass_under_nbval_with_smollm2(services: Settings, tmp_path: Path) -> None:
     state = tmp_path / "state"
-    settings = services.replace(state_dir=state, vllm_port=VLLM_NOTEBOOK_PORT)
+    settings = services.replace(state_dir=state, vllm_port=_vllm_port(services))
     env = {**os.environ, **services.engine_env(), **_env_for(services, state)}
     paths = [str(ROOT / "notebooks" / "llm" / name) for name in NOTEBOOKS]
     try:

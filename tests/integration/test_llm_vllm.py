@@ -42,13 +42,14 @@ from workbench.serving import (
 pytestmark = pytest.mark.integration
 
 MODEL = "tiny-gpt2-test"
-VLLM_TEST_PORT = 27500  # outside Ray's worker range, apart from the other test ports
+VLLM_PORT_ABOVE_SERVE = 500  # 27500 (+ WORKBENCH_TEST_PORT_OFFSET): outside Ray's worker range
 
 
 @pytest.fixture(scope="module")
 def llm_settings(services: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     state = tmp_path_factory.mktemp("llm-state")
-    settings = services.replace(state_dir=state, vllm_port=VLLM_TEST_PORT, experiment="workbench-llm-tests")
+    settings = services.replace(state_dir=state, vllm_port=services.serve_port + VLLM_PORT_ABOVE_SERVE,
+                                experiment="workbench-llm-tests")
     yield settings
     for deployment in list_llm_deployments(settings):
         stop_llm(settings, deployment.name)
@@ -72,7 +73,7 @@ def deployed(llm_settings: Settings, versions: list[str]) -> str:
                       max_model_len=128, max_num_seqs=4)
     print(f"vLLM (tiny GPT-2) healthy after {time.monotonic() - began:.1f} s")
     assert info.model_uri == versions[0] and info.requested_uri.endswith("@champion")
-    assert info.port == VLLM_TEST_PORT and info.running
+    assert info.port == llm_settings.vllm_port and info.running
     return info.name
 
 

@@ -266,7 +266,10 @@ def _start_server(settings: Settings, name: str, model_dir: Path, served_model_n
     while True:
         if _healthy(url, served_model_name, settings.request_timeout_s):
             return record
-        alive = proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        try:
+            alive = proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            alive = False
         if not alive or time.monotonic() > deadline:
             stop_tree(proc, grace_s=10)
             why = "exited while starting" if not alive else \

@@ -18,6 +18,7 @@ from workbench.llm.evaluate import (
     keyword_match,
     prompt_set_version,
 )
+from workbench.llm.finetune import FinetuneResult, finetune_llm
 from workbench.llm.model import (
     ModelFolder,
     import_smollm2,
@@ -33,11 +34,13 @@ __all__ = [
     "PROMPT_SET",
     "EvalPrompt",
     "EvalResult",
+    "FinetuneResult",
     "LoggedLLM",
     "ModelFolder",
     "download_eval_results",
     "evaluate",
     "exact_match",
+    "finetune_llm",
     "hf_generator",
     "import_smollm2",
     "keyword_match",

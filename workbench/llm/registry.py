@@ -42,8 +42,11 @@ class LoggedLLM:
 def log_llm(settings: Settings, folder: ModelFolder, *, model_name: str = DEFAULT_LLM_NAME,
             evaluation: EvalResult | None = None, experiment: str = DEFAULT_LLM_EXPERIMENT,
             alias: str | None = CHAMPION, run_name: str | None = None,
-            extra_params: dict[str, str] | None = None) -> LoggedLLM:
-    """Log ``folder`` as a run's artifacts, register it as a new version of ``model_name``, set ``alias``."""
+            extra_params: dict[str, str] | None = None, run_id: str | None = None) -> LoggedLLM:
+    """Log ``folder`` as a run's artifacts, register it as a new version of ``model_name``, set ``alias``.
+
+    ``run_id``: log into that existing run (a fine-tune's) instead of a new one in ``experiment``.
+    """
     from mlflow.exceptions import MlflowException
 
     from workbench.registry._client import mlflow_client, mlflow_errors
@@ -52,17 +55,24 @@ def log_llm(settings: Settings, folder: ModelFolder, *, model_name: str = DEFAUL
         raise InvalidInput(f"{folder.path} is not a Hugging Face model folder (no config.json)")
     client = mlflow_client(settings)
     with mlflow_errors(f"creating the MLflow experiment {experiment!r}"):
-        found = client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+        if run_id:
+            experiment_id = client.get_run(run_id).info.experiment_id
+        else:
+            found = client.get_experiment_by_name(experiment)
+            experiment_id = found.experiment_id if found else client.create_experiment(experiment)
     commit, dirty = git_state(settings.project_dir)
     tags = {"workbench.kind": "llm", "workbench.llm.source": folder.source,
             "mlflow.source.git.commit": commit, "workbench.git_dirty": str(dirty).lower()}
     if evaluation is not None:
         tags["workbench.eval_prompt_set"] = evaluation.prompt_set
     with mlflow_errors(f"logging {folder.name} to MLflow at {settings.mlflow_uri}"):
-        run = client.create_run(experiment_id, run_name=run_name or f"import-{folder.name}",
-                                tags={k: v for k, v in tags.items() if v})
-        run_id = run.info.run_id
+        if run_id:
+            for key, value in tags.items():
+                if value:
+                    client.set_tag(run_id, key, value)
+        else:
+            run_id = client.create_run(experiment_id, run_name=run_name or f"import-{folder.name}",
+                                       tags={k: v for k, v in tags.items() if v}).info.run_id
         try:
             for key, value in {**folder.params(), **(extra_params or {})}.items():
                 client.log_param(run_id, key, value)

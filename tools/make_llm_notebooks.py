@@ -45,6 +45,8 @@ experiment = "llm"
 eval_limit = 3                # prompts of the built-in set to ask (0: all 10)
 max_new_tokens = 16
 alias = "champion"
+finetune_steps = 0            # > 0: also fine-tune briefly as a Ray job and register the result as `challenger`
+finetune_use_gpu = False      # the job asks Ray for a GPU (needs one in the cluster)
 pipeline_run_id = ""
 """),
     ("code", """
@@ -53,7 +55,8 @@ from IPython.display import Markdown, display
 
 from workbench.config import load_settings
 from workbench.lineage import record_stage
-from workbench.llm import PROMPT_SET, evaluate, hf_generator, import_smollm2, log_llm, make_tiny_gpt2
+from workbench.llm import (PROMPT_SET, evaluate, finetune_llm, hf_generator, import_smollm2, log_llm, make_tiny_gpt2,
+                           read_model_folder)
 
 settings = load_settings()
 print(f"MLflow {settings.mlflow_uri}; model folders under {settings.llm_dir}")
@@ -81,14 +84,31 @@ print(f"run {logged.run_id} → {logged.model_uri}, aliases {list(logged.version
 print(f"MLflow: {settings.mlflow_uri}/#/experiments/{logged.experiment_id}/runs/{logged.run_id}")
 assert alias in logged.version.aliases or not alias
 """),
+    ("md", "## Optionally: a brief fine-tune as a Ray job, registered as `challenger`"),
+    ("code", """
+challenger = None
+if finetune_steps:
+    tuned = finetune_llm(settings, folder.path, settings.llm_dir / "finetuned" / source, steps=finetune_steps,
+                         use_gpu=finetune_use_gpu, experiment=experiment)
+    print(f"Ray job {tuned.job_id} on {tuned.device}: loss per step {[round(x, 3) for x in tuned.losses]}")
+    tuned_eval = evaluate(hf_generator(tuned.out_dir, max_new_tokens=max_new_tokens), limit=eval_limit or None)
+    challenger = log_llm(settings, read_model_folder(tuned.out_dir), model_name=model_name, evaluation=tuned_eval,
+                         run_id=tuned.run_id, alias="challenger")
+    print(f"challenger {challenger.model_uri}: keyword match {tuned_eval.keyword_match:.0%} "
+          f"(champion {result.keyword_match:.0%})")
+else:
+    print("no fine-tune (finetune_steps = 0)")
+"""),
     ("code", """
 record = record_stage(
     settings, "registry",
     outputs={"path": "llm", "model_name": model_name, "model_version": logged.version.version,
              "model_uri": logged.model_uri, "run_id": logged.run_id,
-             "eval_keyword_match": result.keyword_match, "eval_exact_match": result.exact_match},
+             "eval_keyword_match": result.keyword_match, "eval_exact_match": result.exact_match,
+             "challenger_uri": challenger.model_uri if challenger else ""},
     inputs={"source": folder.source, "prompt_set": result.prompt_set},
-    parameters={"source": source, "eval_limit": eval_limit, "max_new_tokens": max_new_tokens, "alias": alias},
+    parameters={"source": source, "eval_limit": eval_limit, "max_new_tokens": max_new_tokens, "alias": alias,
+                "finetune_steps": finetune_steps},
     notebook="llm/01_model.ipynb", pipeline_run_id=pipeline_run_id,
 )
 record.outputs

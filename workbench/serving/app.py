@@ -89,7 +89,8 @@ class FraudScorer:
             loaded = await asyncio.to_thread(load_model, uri, version)
             missing = [c for c in loaded.columns if c not in REQUEST_COLUMNS]
             if missing:  # fail the replica now rather than every request later
-                await asyncio.to_thread(self._features, [0], [0], missing)
+                probe = Instance("probe", 0, 0, 0.0, datetime.now(UTC))
+                await asyncio.to_thread(self._inputs, loaded, [probe])
             self.loaded = loaded
             logger.info("serving %s (version %s)", uri, version)
         self.score.set_max_batch_size(int(config.get("max_batch_size", 32)))  # type: ignore[attr-defined]
@@ -131,49 +132,52 @@ class FraudScorer:
         loaded = self.loaded
         if loaded is None:
             raise WorkbenchError("the model is still loading; retry in a moment")
-        frame = await asyncio.to_thread(self._frame, loaded, [p.instance for p in batch])
-        inputs = frame[loaded.columns].astype(loaded.dtypes)
-        scores = np.asarray(await asyncio.to_thread(loaded.model.predict, inputs), dtype=np.float64)
+        return await asyncio.to_thread(self._score_and_log, loaded, batch)
+
+    def _score_and_log(self, loaded: LoadedModel, batch: list[_Pending]) -> list[tuple[float, str]]:
+        """Features, scores and log lines of one batch, off the event loop (one thread hop per batch)."""
+        instances = [p.instance for p in batch]
+        columns = self._inputs(loaded, instances)
+        frame = pd.DataFrame({name: columns[name].astype(loaded.dtypes.get(name, np.float64), copy=False)
+                              for name in loaded.columns})  # built once, in signature order and types
+        scores = np.asarray(loaded.model.predict(frame), dtype=np.float64)
         now = time.perf_counter()
         served_at = datetime.now(UTC).isoformat()
+        values = {name: [None if v != v else v for v in columns[name].tolist()] for name in loaded.columns}
         records = []
-        for row, (pending, score) in enumerate(zip(batch, scores, strict=True)):
+        for row, (pending, score) in enumerate(zip(batch, scores.tolist(), strict=True)):
             record: dict[str, Any] = {
                 "request_id": pending.instance.request_id, "timestamp": served_at,
-                "deployment": self.deployment, "model_version": loaded.version, "score": float(score),
+                "deployment": self.deployment, "model_version": loaded.version, "score": score,
                 "latency_ms": round((now - pending.received) * 1000.0, 3),
                 "user_id": pending.instance.user_id, "merchant_id": pending.instance.merchant_id,
                 "event_timestamp": pending.instance.timestamp.isoformat(),
             }
-            for column in loaded.columns:
-                value = frame[column].iat[row]
-                record[column] = None if pd.isna(value) else value.item() if hasattr(value, "item") else value
+            for name in loaded.columns:
+                record[name] = values[name][row]
             records.append(record)
         self.log.append(records)  # before anyone hears the score: an answered prediction is always logged
-        return [(float(s), loaded.version) for s in scores]
+        return [(score, loaded.version) for score in scores.tolist()]
 
-    def _features(self, users: list[int], merchants: list[int], columns: list[str]) -> pd.DataFrame:
-        from workbench.features import online_features
-
-        frame = online_features(self.settings, users, merchants, feature_service=self.feature_service)
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise WorkbenchError(f"feature service {self.feature_service!r} does not provide {missing}")
-        return frame
-
-    def _frame(self, loaded: LoadedModel, instances: list[Instance]) -> pd.DataFrame:
-        feast_columns = [c for c in loaded.columns if c not in REQUEST_COLUMNS]
-        frame = pd.DataFrame({
+    def _inputs(self, loaded: LoadedModel, instances: list[Instance]) -> dict[str, np.ndarray]:
+        """Every model input as a numpy column: request-time values, then the feature service's."""
+        columns: dict[str, np.ndarray] = {
             "amount": np.array([i.amount for i in instances], dtype=np.float64),
             "hour_of_day": np.array([i.hour_of_day for i in instances], dtype=np.int64),
             "is_night": np.array([i.is_night for i in instances], dtype=np.int64),
-        })
+        }
+        feast_columns = [c for c in loaded.columns if c not in REQUEST_COLUMNS]
         if feast_columns:
-            features = self._features([i.user_id for i in instances], [i.merchant_id for i in instances],
-                                      feast_columns)
-            for column in feast_columns:
-                frame[column] = features[column].to_numpy()
-        return frame
+            from workbench.features import online_features
+
+            features = online_features(self.settings, [i.user_id for i in instances],
+                                       [i.merchant_id for i in instances], feature_service=self.feature_service)
+            missing = [c for c in feast_columns if c not in features.columns]
+            if missing:
+                raise WorkbenchError(f"feature service {self.feature_service!r} does not provide {missing}")
+            for name in feast_columns:
+                columns[name] = features[name].to_numpy()
+        return columns
 
     def __del__(self) -> None:
         self.log.close()

@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -80,9 +81,10 @@ def measure(url: str, bodies: list[dict], concurrency: int) -> dict[str, float]:
 
 
 def start_mlflow_serve(settings: Settings, model_uri: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **settings.engine_env()}
+    bin_dir = str(Path(sys.executable).parent)  # mlflow execs `uvicorn` through bash: it must be on PATH
+    env = {**os.environ, **settings.engine_env(), "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
     log = open(STATE / "mlflow-serve.log", "w")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m", model_uri,
+    proc = subprocess.Popen([str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", model_uri,
                              "--env-manager", "local", "-h", "127.0.0.1", "-p", str(MLFLOW_SERVE_PORT),
                              "--workers", "2"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 300
@@ -106,7 +108,9 @@ def main() -> None:
 
     shutil.rmtree(STATE, ignore_errors=True)
     STATE.mkdir(parents=True)
-    services = Settings(project_dir=ROOT, state_dir=STATE / "services", experiment="bench-serving", **PORTS)
+    services_dir = Path(tempfile.gettempdir()) / "wb-bench-serving"  # Ray's socket paths must stay < 108 bytes
+    shutil.rmtree(services_dir, ignore_errors=True)
+    services = Settings(project_dir=ROOT, state_dir=services_dir, experiment="bench-serving", **PORTS)
     manager = ServiceManager(services)
     manager.up()
     os.environ.update(services.engine_env())

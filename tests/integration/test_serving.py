@@ -314,16 +314,23 @@ def test_serve_metrics_count_the_requests(deployed: ServedModel) -> None:
                      for code in ("500", "502", "503", "504"))
         return served, failed
 
-    served_before, failed_before = totals()
+    def settled(at_least: float = 0.0) -> tuple[float, float]:
+        """Totals once Ray's exporter has caught up: unchanged over two export periods (and >= at_least)."""
+        deadline = time.monotonic() + 120
+        last = totals()
+        while True:
+            time.sleep(6)  # longer than Ray's metrics export interval
+            now = totals()
+            if now == last and now[0] >= at_least:
+                return now
+            assert time.monotonic() < deadline, f"Serve's request counter did not settle: {last} -> {now}"
+            last = now
+
+    served_before, failed_before = settled()  # earlier tests' requests may still be on their way
     predict(settings, NAME, instances_from(deployed, 5, seed=3))
     for _ in range(20):
         predict(settings, NAME, instances_from(deployed, 1, seed=4))
-    deadline = time.monotonic() + 90
-    while True:  # Ray exports metrics every few seconds
-        served, failed = totals()
-        if served - served_before >= 21 or time.monotonic() > deadline:
-            break
-        time.sleep(1)
+    served, failed = settled(served_before + 21)
     assert served - served_before == 21
     assert failed == failed_before
 

@@ -45,8 +45,12 @@ def _cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 
 def _cmd_down(settings: Settings, args: argparse.Namespace) -> int:
     from workbench.services import ServiceManager
+    from workbench.serving.vllm import list_llm_deployments, stop_llm
 
-    stopped = ServiceManager(settings).down()
+    llms = [d.name for d in list_llm_deployments(settings) if d.running]
+    for name in llms:  # vLLM servers run beside Ray, started by deploy_llm: stop them too
+        stop_llm(settings, name)
+    stopped = [f"vllm:{name}" for name in llms] + ServiceManager(settings).down()
     print("stopped: " + (", ".join(stopped) if stopped else "nothing (no service started by workbench up)"))
     return 0
 
@@ -90,7 +94,14 @@ def _cmd_deployments(settings: Settings, args: argparse.Namespace) -> int:
             previous = ",".join(h["model_version"] for h in info.history) or "-"
             print(f"{info.name:<20} {info.status:<12} version {info.model_version:<5} previous {previous:<10} "
                   f"replicas {info.replicas}  {info.url}/predict")
-        if not found:
+        from workbench.serving.vllm import list_llm_deployments
+
+        llms = list_llm_deployments(settings)
+        for llm in llms:
+            state = "RUNNING" if llm.running else "STOPPED"
+            print(f"{llm.name:<20} {state:<12} version {llm.model_version:<5} vLLM {llm.served_model_name:<14} "
+                  f"{llm.base_url}/v1")
+        if not found and not llms:
             print("no deployments")
         return 0
     if not args.name:

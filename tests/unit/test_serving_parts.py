@@ -205,3 +205,13 @@ def test_app_config_pins_the_version_and_maps_resources(tmp_path: Path) -> None:
     assert scaled["deployments"][0]["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 4,
                                                               "target_ongoing_requests": 5.0}
     assert "num_replicas" not in scaled["deployments"][0]
+
+
+def test_deploy_checks_the_target_before_touching_a_cluster(tmp_path: Path) -> None:
+    from workbench.serving import deploy
+
+    settings = Settings(project_dir=tmp_path)
+    with pytest.raises(InvalidInput, match="target must be"):
+        deploy(settings, "models:/m/1", target="kserve")  # type: ignore[call-overload]
+    with pytest.raises(InvalidInput, match="target='vllm' only"):
+        deploy(settings, "models:/m/1", max_model_len=512)

@@ -17,7 +17,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import requests
 
@@ -25,6 +25,9 @@ from workbench.config import Settings
 from workbench.errors import InvalidInput, NotFound, ServiceUnavailable, WorkbenchError
 from workbench.serving.payload import DEPLOYMENT_CLASS, REQUEST_COLUMNS
 from workbench.serving.prediction_log import check_deployment_name, log_dir
+
+if TYPE_CHECKING:
+    from workbench.serving.vllm import LLMDeployment
 
 APPS_PATH = "/api/serve/applications/"
 IMPORT_PATH = "workbench.serving.app:build_app"
@@ -350,14 +353,37 @@ def wait_until(settings: Settings, name: str, ready: Callable[[DeploymentInfo], 
             bar.close()
 
 
-def deploy(settings: Settings, model_uri: str, name: str = "fraud", *, resources: Resources | None = None,
-           feature_service: str | None = None, timeout_s: float = 600.0, progress: bool = True) -> DeploymentInfo:
+@overload
+def deploy(settings: Settings, model_uri: str, name: str = ..., *, target: Literal["ray-serve"] = ...,
+           resources: Resources | None = ..., feature_service: str | None = ..., timeout_s: float = ...,
+           progress: bool = ..., **llm_options: Any) -> DeploymentInfo: ...
+
+
+@overload
+def deploy(settings: Settings, model_uri: str, name: str = ..., *, target: Literal["vllm"],
+           resources: Resources | None = ..., feature_service: str | None = ..., timeout_s: float = ...,
+           progress: bool = ..., **llm_options: Any) -> LLMDeployment: ...
+
+
+def deploy(settings: Settings, model_uri: str, name: str = "fraud", *, target: str = "ray-serve",
+           resources: Resources | None = None, feature_service: str | None = None, timeout_s: float = 600.0,
+           progress: bool = True, **llm_options: Any) -> DeploymentInfo | LLMDeployment:
     """Serve a registered model version (``models:/<name>@champion`` or ``models:/<name>/<version>``).
 
-    The alias is resolved now and the version pinned, so every replica serves the same version until
-    you :func:`update_deployment`. Raises InvalidInput for a name in use, NotFound for a model or alias
-    that does not exist, InvalidInput when the model's inputs are not what the feature service gives.
+    ``target="ray-serve"`` (tabular models): the alias is resolved now and the version pinned, so every
+    replica serves the same version until you :func:`update_deployment`. Raises InvalidInput for a name
+    in use, NotFound for a model or alias that does not exist, InvalidInput when the model's inputs are
+    not what the feature service gives. ``target="vllm"`` (language models) hands over to
+    :func:`workbench.serving.vllm.deploy_llm` with ``llm_options`` (max_model_len, dtype, …).
     """
+    if target == "vllm":
+        from workbench.serving.vllm import deploy_llm
+
+        return deploy_llm(settings, model_uri, name, **llm_options)
+    if target != "ray-serve":
+        raise InvalidInput(f"target must be 'ray-serve' or 'vllm', got {target!r}")
+    if llm_options:
+        raise InvalidInput(f"options {sorted(llm_options)} apply to target='vllm' only")
     check_deployment_name(name)
     resources = resources or Resources()
     details = serve_details(settings)
@@ -365,13 +391,13 @@ def deploy(settings: Settings, model_uri: str, name: str = "fraud", *, resources
     if name in apps:
         raise InvalidInput(f"a deployment named {name!r} already exists; roll it with update_deployment(settings, "
                            f"{name!r}, model_uri=...) or delete_deployment it first")
-    target = _resolve(settings, model_uri, feature_service)
+    pinned = _resolve(settings, model_uri, feature_service)
     _check_gpus(settings, resources)
     log_dir(settings, name).mkdir(parents=True, exist_ok=True)
-    apps[name] = app_config(settings, name, target, resources)
+    apps[name] = app_config(settings, name, pinned, resources)
     _put(settings, apps)
     put_at = _stamp(details, name)
-    return wait_until(settings, name, lambda i: i.serves(target.version, put_at), timeout_s, progress)
+    return wait_until(settings, name, lambda i: i.serves(pinned.version, put_at), timeout_s, progress)
 
 
 def update_deployment(settings: Settings, name: str, model_uri: str | None = None, *,

@@ -6,25 +6,9 @@ import sys
 from pathlib import Path
 
 import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def notebook(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    for kind, source in cells:
-        if kind == "md":
-            nb.cells.append(new_markdown_cell(source.strip()))
-        else:
-            cell = new_code_cell(source.strip())
-            if kind == "params":
-                cell.metadata["tags"] = ["parameters"]
-            nb.cells.append(cell)
-    return nb
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_notebooks import ROOT, notebook  # noqa: E402  (one notebook builder for both paths)
 
 MODEL = [
     ("md", """

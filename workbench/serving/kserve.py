@@ -10,6 +10,7 @@ there (a KServe transformer calling Feast); the manifest says so in an annotatio
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,39 +71,47 @@ def inference_service(name: str, storage_uri: str, *, namespace: str = "default"
     return manifest
 
 
-def validate_inference_service(manifest: dict[str, Any]) -> None:
-    """InvalidInput naming the first field KServe would reject."""
-    def need(condition: bool, where: str, message: str) -> None:
-        if not condition:
-            raise InvalidInput(f"InferenceService {where}: {message}")
+def _need(condition: bool, where: str, message: str) -> None:
+    if not condition:
+        raise InvalidInput(f"InferenceService {where}: {message}")
 
-    need(manifest.get("apiVersion") == API_VERSION, "apiVersion", f"must be {API_VERSION}")
-    need(manifest.get("kind") == KIND, "kind", f"must be {KIND}")
+
+def check_common_fields(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Check what every InferenceService needs (kind, names, storage URI, resource quantities, plain YAML);
+    returns ``spec.predictor.model`` for the runtime-specific checks."""
+    _need(manifest.get("apiVersion") == API_VERSION, "apiVersion", f"must be {API_VERSION}")
+    _need(manifest.get("kind") == KIND, "kind", f"must be {KIND}")
     meta = manifest.get("metadata") or {}
     for key in ("name", "namespace"):
-        need(bool(_DNS_1123.match(str(meta.get(key, "")))), f"metadata.{key}",
-             f"{meta.get(key)!r} is not a DNS-1123 label (lower-case letters, digits, '-', at most 63)")
-    predictor = (manifest.get("spec") or {}).get("predictor") or {}
-    low, high = predictor.get("minReplicas"), predictor.get("maxReplicas")
-    need(isinstance(low, int) and low >= 0, "spec.predictor.minReplicas", "must be an integer >= 0")
-    need(isinstance(high, int) and high >= max(1, low or 0), "spec.predictor.maxReplicas",
-         "must be an integer >= minReplicas and >= 1")
-    model = predictor.get("model") or {}
-    need((model.get("modelFormat") or {}).get("name") == "mlflow", "spec.predictor.model.modelFormat.name",
-         "must be 'mlflow'")
-    need(bool(_STORAGE.match(str(model.get("storageUri", "")))), "spec.predictor.model.storageUri",
-         f"{model.get('storageUri')!r} is not a storage URI KServe can fetch (s3://, gs://, pvc://, https://, …)")
+        _need(bool(_DNS_1123.match(str(meta.get(key, "")))), f"metadata.{key}",
+              f"{meta.get(key)!r} is not a DNS-1123 label (lower-case letters, digits, '-', at most 63)")
+    model = dict(((manifest.get("spec") or {}).get("predictor") or {}).get("model") or {})
+    _need(bool(_STORAGE.match(str(model.get("storageUri", "")))), "spec.predictor.model.storageUri",
+          f"{model.get('storageUri')!r} is not a storage URI KServe can fetch (s3://, gs://, pvc://, https://, …)")
     for key, values in (model.get("resources") or {}).items():
-        need(key in ("requests", "limits"), f"spec.predictor.model.resources.{key}", "must be requests or limits")
+        _need(key in ("requests", "limits"), f"spec.predictor.model.resources.{key}", "must be requests or limits")
         for resource, quantity in values.items():
             where = f"spec.predictor.model.resources.{key}.{resource}"
             if resource == "cpu":
-                need(bool(_CPU.match(str(quantity))), where, f"{quantity!r} is not a CPU quantity")
+                _need(bool(_CPU.match(str(quantity))), where, f"{quantity!r} is not a CPU quantity")
             elif resource == "memory":
-                need(bool(_MEMORY.match(str(quantity))), where, f"{quantity!r} is not a memory quantity")
+                _need(bool(_MEMORY.match(str(quantity))), where, f"{quantity!r} is not a memory quantity")
             elif resource == "nvidia.com/gpu":
-                need(str(quantity).isdigit(), where, "GPUs are whole numbers")
-    yaml.safe_load(yaml.safe_dump(manifest))  # round-trips as plain YAML
+                _need(str(quantity).isdigit(), where, "GPUs are whole numbers")
+    yaml.safe_load(yaml.safe_dump(dict(manifest)))  # round-trips as plain YAML
+    return model
+
+
+def validate_inference_service(manifest: dict[str, Any]) -> None:
+    """InvalidInput naming the first field KServe would reject (MLflow format)."""
+    model = check_common_fields(manifest)
+    predictor = (manifest.get("spec") or {}).get("predictor") or {}
+    low, high = predictor.get("minReplicas"), predictor.get("maxReplicas")
+    _need(isinstance(low, int) and low >= 0, "spec.predictor.minReplicas", "must be an integer >= 0")
+    _need(isinstance(high, int) and high >= max(1, low or 0), "spec.predictor.maxReplicas",
+          "must be an integer >= minReplicas and >= 1")
+    _need((model.get("modelFormat") or {}).get("name") == "mlflow", "spec.predictor.model.modelFormat.name",
+          "must be 'mlflow'")
 
 
 def write_manifest(manifest: dict[str, Any], path: str | Path) -> Path:

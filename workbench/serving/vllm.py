@@ -472,36 +472,14 @@ def _cpu(value: float) -> str:
 
 def validate_kserve_llm_manifest(manifest: Mapping[str, Any]) -> None:
     """InvalidInput naming the first field KServe's Hugging Face runtime would reject."""
-    from workbench.serving.kserve import _CPU, _MEMORY, _STORAGE
+    from workbench.serving.kserve import check_common_fields
 
-    def need(ok: bool, where: str, message: str) -> None:
-        if not ok:
-            raise InvalidInput(f"InferenceService {where}: {message}")
-
-    need(manifest.get("apiVersion") == KSERVE_API, "apiVersion", f"must be {KSERVE_API}")
-    need(manifest.get("kind") == "InferenceService", "kind", "must be InferenceService")
-    meta = manifest.get("metadata") or {}
-    for key in ("name", "namespace"):
-        need(bool(_NAME.match(str(meta.get(key, "")))), f"metadata.{key}", f"{meta.get(key)!r} is not a DNS-1123 label")
-    model = ((manifest.get("spec") or {}).get("predictor") or {}).get("model") or {}
-    need((model.get("modelFormat") or {}).get("name") == "huggingface", "spec.predictor.model.modelFormat.name",
-         "must be 'huggingface' (the runtime with the vLLM backend)")
-    args = model.get("args") or []
-    need(any(str(a).startswith("--model_name=") for a in args), "spec.predictor.model.args",
-         "must name the served model (--model_name=…)")
-    need(bool(_STORAGE.match(str(model.get("storageUri", "")))), "spec.predictor.model.storageUri",
-         f"{model.get('storageUri')!r} is not a storage URI KServe can fetch")
-    for key, values in (model.get("resources") or {}).items():
-        need(key in ("requests", "limits"), f"spec.predictor.model.resources.{key}", "must be requests or limits")
-        for resource, quantity in values.items():
-            where = f"spec.predictor.model.resources.{key}.{resource}"
-            if resource == "cpu":
-                need(bool(_CPU.match(str(quantity))), where, f"{quantity!r} is not a CPU quantity")
-            elif resource == "memory":
-                need(bool(_MEMORY.match(str(quantity))), where, f"{quantity!r} is not a memory quantity")
-            elif resource == "nvidia.com/gpu":
-                need(str(quantity).isdigit(), where, "GPUs are whole numbers")
-    yaml.safe_load(yaml.safe_dump(dict(manifest)))
+    model = check_common_fields(manifest)
+    if (model.get("modelFormat") or {}).get("name") != "huggingface":
+        raise InvalidInput("InferenceService spec.predictor.model.modelFormat.name: must be 'huggingface' (the "
+                           "runtime with the vLLM backend)")
+    if not any(str(a).startswith("--model_name=") for a in model.get("args") or []):
+        raise InvalidInput("InferenceService spec.predictor.model.args: must name the served model (--model_name=…)")
 
 
 def ray_serve_llm_config(name: str, model_source: str, *, served_model_name: str, options: VLLMOptions | None = None,

@@ -20,6 +20,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import ray
 import requests
 from serving_fixtures import ServedModel, build_served_model
 
@@ -314,17 +315,18 @@ def test_serve_metrics_count_the_requests(deployed: ServedModel) -> None:
                      for code in ("500", "502", "503", "504"))
         return served, failed
 
+    # Ray exports metrics every metrics_report_interval_ms (10 s by default), through the worker and then the
+    # node's agent: a total is settled once it has not moved over two whole export periods.
+    period_s = ray._config.metrics_report_interval_ms() / 1000 + 1
+
     def settled(at_least: float = 0.0) -> tuple[float, float]:
-        """Totals once Ray's exporter has caught up: unchanged over two export periods (and >= at_least)."""
-        deadline = time.monotonic() + 120
-        last = totals()
-        while True:
-            time.sleep(6)  # longer than Ray's metrics export interval
-            now = totals()
-            if now == last and now[0] >= at_least:
-                return now
-            assert time.monotonic() < deadline, f"Serve's request counter did not settle: {last} -> {now}"
-            last = now
+        deadline = time.monotonic() + 240
+        seen = [totals()]
+        while not (len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3] and seen[-1][0] >= at_least):
+            assert time.monotonic() < deadline, f"Serve's request counter did not settle: {seen[-3:]}"
+            time.sleep(period_s)
+            seen.append(totals())
+        return seen[-1]
 
     served_before, failed_before = settled()  # earlier tests' requests may still be on their way
     predict(settings, NAME, instances_from(deployed, 5, seed=3))

@@ -6,9 +6,11 @@ requests at concurrency 1, 8 and 32). What each side does per request differs, a
     ``@serve.batch`` batches, appends the prediction to the prediction log, answers;
   - ``mlflow models serve`` (uvicorn, ``--env-manager local``): receives the 11 model inputs already
     computed (the client did the feature lookup) and scores one request at a time, logging nothing.
-Both get the whole machine: 2 Serve replicas behind Serve's proxy vs 2 uvicorn workers.
+Both get the whole machine: 2 Serve replicas vs 2 uvicorn workers. ``--ingress`` picks how HTTP reaches
+the replicas (``Settings.serve_ingress``): ``haproxy``, Ray's high-throughput mode (HAProxy in front,
+replicas answer HTTP themselves), or ``proxy``, Serve's Python proxy actor (the default of ``Settings``).
 
-    .venv/bin/python benchmarks/bench_serving.py [--requests 2000] [--levels 1 8 32]
+    .venv/bin/python benchmarks/bench_serving.py [--requests 2000] [--levels 1 8 32] [--ingress haproxy|proxy]
 
 Prints one table row per (server, concurrency) and the ratios ours/mlflow.
 """
@@ -43,7 +45,7 @@ from workbench.serving import Resources, delete_deployment, deploy, endpoint_url
 
 STATE = ROOT / "benchmarks" / "_data" / "serving"
 PORTS = {"mlflow_port": 25200, "ray_port": 26579, "ray_dashboard_port": 28465, "ray_metrics_port": 29290,
-         "serve_port": 27200}
+         "serve_port": 27200, "haproxy_stats_port": 28604, "haproxy_metrics_port": 29301}
 MLFLOW_SERVE_PORT = 27300
 NAME = "bench"
 
@@ -104,13 +106,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--ingress", choices=["haproxy", "proxy"], default="haproxy")
     args = parser.parse_args()
 
     shutil.rmtree(STATE, ignore_errors=True)
     STATE.mkdir(parents=True)
     services_dir = Path(tempfile.gettempdir()) / "wb-bench-serving"  # Ray's socket paths must stay < 108 bytes
     shutil.rmtree(services_dir, ignore_errors=True)
-    services = Settings(project_dir=ROOT, state_dir=services_dir, experiment="bench-serving", **PORTS)
+    services = Settings(project_dir=ROOT, state_dir=services_dir, experiment="bench-serving",
+                        serve_ingress=args.ingress, **PORTS)
     manager = ServiceManager(services)
     manager.up()
     os.environ.update(services.engine_env())
@@ -139,7 +143,8 @@ def main() -> None:
         theirs = [{"dataframe_split": {"columns": columns, "data": [row]}}
                   for row in features[columns].astype("float64").to_numpy().tolist()]
 
-        print(f"\n{args.requests} single-row requests per level; 2 replicas vs 2 workers on {os.cpu_count()} cores")
+        print(f"\n{args.requests} single-row requests per level; 2 replicas ({args.ingress} ingress) vs 2 workers "
+              f"on {os.cpu_count()} cores")
         print(f"{'server':<22}{'conc':>5}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'fail':>6}")
         results: dict[tuple[str, int], dict[str, float]] = {}
         for level in args.levels:

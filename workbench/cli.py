@@ -40,7 +40,14 @@ def _cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     print(f"profile {settings.profile}: starting what is missing under {settings.state_dir} ...", flush=True)
     for status in ServiceManager(settings).up():
         print(status)
+    print(_serve_line(settings))
     return 0
+
+
+def _serve_line(settings: Settings) -> str:
+    if settings.profile != "local":
+        return f"model endpoints: {settings.serve_url}/<deployment>"
+    return f"model endpoints: {settings.serve_url}/<deployment> (serve_ingress {settings.serve_ingress})"
 
 
 def _cmd_down(settings: Settings, args: argparse.Namespace) -> int:
@@ -62,6 +69,7 @@ def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     print(f"profile {settings.profile}, state in {settings.state_dir}")
     for status in statuses:
         print(status)
+    print(_serve_line(settings))
     return 0 if all(s.healthy for s in statuses) else 1
 
 

@@ -7,7 +7,9 @@ everything else receives a :class:`Settings` and passes it down.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
+import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +20,8 @@ from workbench.errors import ConfigError
 
 Profile = Literal["local", "cluster"]
 _PROFILES = ("local", "cluster")
+ServeIngress = Literal["proxy", "haproxy"]
+_SERVE_INGRESSES = ("proxy", "haproxy")
 _ENV_PREFIX = "WORKBENCH_"
 SECRET_FIELDS = ("feast_online_store_connection",)
 """Settings that may carry credentials (a Postgres URL with a password): never written to configs or logs."""
@@ -48,6 +52,13 @@ class Settings:
     ray_dashboard_port: int = 8265
     ray_metrics_port: int = 8090  # Prometheus metrics of the Ray node (Ray Serve's among them)
     serve_port: int = 8000  # the Ray Serve HTTP proxy
+    # How HTTP reaches the Serve replicas of the local Ray head: "proxy" is Serve's Python proxy actor,
+    # listening on `host` only; "haproxy" is Ray's high-throughput mode (HAProxy in front, each replica
+    # answering HTTP itself on a port in 30000-31000), ~3x the throughput here, but HAProxy's stats and
+    # Prometheus ports then listen on all interfaces. On a cluster the Ray operator sets this, not us.
+    serve_ingress: ServeIngress = "proxy"
+    haproxy_stats_port: int = 8404
+    haproxy_metrics_port: int = 9101
     ray_num_cpus: int = 2
     ray_object_store_bytes: int = 536_870_912
     mlflow_uri: str = ""  # defaults to http://<host>:<mlflow_port>
@@ -73,7 +84,10 @@ class Settings:
             object.__setattr__(self, "state_dir", self.project_dir / ".workbench")
         else:
             object.__setattr__(self, "state_dir", Path(self.state_dir).resolve())
-        for name in ("mlflow_port", "ray_port", "ray_dashboard_port", "ray_metrics_port", "serve_port", "vllm_port"):
+        if self.serve_ingress not in _SERVE_INGRESSES:
+            raise ConfigError(f"serve_ingress must be one of {_SERVE_INGRESSES}, got {self.serve_ingress!r}")
+        for name in ("mlflow_port", "ray_port", "ray_dashboard_port", "ray_metrics_port", "serve_port", "vllm_port",
+                     "haproxy_stats_port", "haproxy_metrics_port"):
             port = getattr(self, name)
             if not 1 <= port <= 65535:
                 raise ConfigError(f"{name} must be a TCP port (1-65535), got {port}")
@@ -143,6 +157,35 @@ class Settings:
     @property
     def ray_gcs_address(self) -> str:
         return f"{self.host}:{self.ray_port}"
+
+    @property
+    def haproxy_dir(self) -> Path:
+        """HAProxy's config, sockets and logs in the "haproxy" Serve ingress. Ray's default, /tmp/haproxy-serve,
+        would be shared by every Ray head on the machine. Ray adds a 56-character node id below this folder
+        and HAProxy refuses a log socket path over 97 bytes, so most state dirs get a short folder in /tmp."""
+        folder = self.state_dir / "haproxy"
+        below = len("/") + 56 + len("/metrics.sock")  # what Ray puts below the folder
+        if len(str(folder).encode()) + below > 97:
+            digest = hashlib.sha1(str(self.state_dir).encode()).hexdigest()[:10]
+            folder = Path(tempfile.gettempdir()) / f"wbhx-{digest}"
+        return folder
+
+    def serve_ingress_env(self) -> dict[str, str]:
+        """Environment of the local Ray head for the chosen ``serve_ingress`` (Ray reads these at start)."""
+        if self.serve_ingress != "haproxy":
+            return {}
+        d = self.haproxy_dir
+        return {
+            "RAY_SERVE_ENABLE_HA_PROXY": "1",
+            "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(d / "haproxy.cfg"),
+            "RAY_SERVE_HAPROXY_SOCKET_PATH": str(d / "admin.sock"),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(d),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(d / "server-state"),
+            "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(d / "metrics.sock"),
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(self.haproxy_stats_port),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(self.haproxy_metrics_port),
+        }
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (paths derived from them are recomputed)."""

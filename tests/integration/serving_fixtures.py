@@ -8,12 +8,16 @@ the Ray job path has its own tests (test_training_jobs.py).
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import pandas as pd
+import requests
 from mlflow.tracking import MlflowClient
 
 from workbench.config import Settings
@@ -28,6 +32,7 @@ from workbench.features import (
     training_frame,
 )
 from workbench.registry import CHAMPION, set_alias
+from workbench.serving import endpoint_url
 from workbench.training.export import log_fraud_model
 from workbench.training.frame import load_training_data
 from workbench.training.loop import train_model
@@ -80,3 +85,62 @@ def build_served_model(services: Settings, state_dir: Path, n_rows: int = 6000, 
         versions.append(mlflow.register_model(uri, model_name).version)
     set_alias(settings, model_name, CHAMPION, versions[0])
     return ServedModel(settings, model_name, tuple(str(v) for v in versions), txns, frame_path)
+
+
+def instances_from(model: ServedModel, n: int, seed: int = 0, prefix: str = "") -> list[dict[str, object]]:
+    rows = model.transactions.sample(n, random_state=seed, replace=n > len(model.transactions))
+    return [{"request_id": f"{prefix or uuid.uuid4().hex[:8]}-{i}", "user_id": int(r.user_id),
+             "merchant_id": int(r.merchant_id), "amount": float(r.amount),
+             "timestamp": r.event_timestamp.isoformat()} for i, r in enumerate(rows.itertuples())]
+
+
+class Load:
+    """Clients sending single-instance requests until stopped; every answer and failure is kept."""
+
+    def __init__(self, model: ServedModel, name: str, concurrency: int, prefix: str, retries: int = 0) -> None:
+        self.model, self.name, self.prefix, self.retries = model, name, prefix, retries
+        self.answers: dict[str, tuple[float, str]] = {}
+        self.failures: list[str] = []
+        self.retried: set[str] = set()
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.pool = cf.ThreadPoolExecutor(concurrency)
+        self.futures = [self.pool.submit(self._client, k) for k in range(concurrency)]
+
+    def _client(self, k: int) -> None:
+        session = requests.Session()
+        pool = instances_from(self.model, 200, seed=k, prefix=f"{self.prefix}{k}")
+        n = 0
+        while not self.stop.is_set():
+            instance = dict(pool[n % len(pool)], request_id=f"{self.prefix}-{k}-{n}")
+            n += 1
+            for attempt in range(self.retries + 1):
+                response = None
+                try:
+                    response = session.post(endpoint_url(self.model.settings, self.name),
+                                            json={"instances": [instance]}, timeout=60)
+                except requests.RequestException as exc:
+                    error = repr(exc)
+                if response is not None and response.status_code == 200:
+                    body = response.json()
+                    with self.lock:
+                        self.answers[instance["request_id"]] = (body["predictions"][0]["score"], body["model_version"])
+                    break
+                error = error if response is None else f"{response.status_code} {response.text[:200]}"
+                with self.lock:
+                    self.failures.append(error)
+                    if attempt < self.retries:
+                        self.retried.add(instance["request_id"])
+
+    def wait_for(self, n: int, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(self.answers) < n:
+            assert time.monotonic() < deadline, f"only {len(self.answers)} answers after {timeout_s} s"
+            assert all(not f.done() or f.exception() is None for f in self.futures)
+            time.sleep(0.05)
+
+    def finish(self) -> None:
+        self.stop.set()
+        for future in self.futures:
+            future.result(timeout=120)
+        self.pool.shutdown()

@@ -7,10 +7,8 @@ features; the prediction log is checked request id by request id.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import os
 import signal
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +20,7 @@ import pandas as pd
 import pytest
 import ray
 import requests
-from serving_fixtures import ServedModel, build_served_model
+from serving_fixtures import Load, ServedModel, build_served_model, instances_from
 
 from workbench.config import Settings
 from workbench.errors import InvalidInput, NotFound
@@ -64,13 +62,6 @@ def deployed(model: ServedModel) -> Iterator[ServedModel]:
     yield model
     if NAME in [d.name for d in list_deployments(model.settings)]:
         delete_deployment(model.settings, NAME)
-
-
-def instances_from(model: ServedModel, n: int, seed: int = 0, prefix: str = "") -> list[dict[str, object]]:
-    rows = model.transactions.sample(n, random_state=seed, replace=n > len(model.transactions))
-    return [{"request_id": f"{prefix or uuid.uuid4().hex[:8]}-{i}", "user_id": int(r.user_id),
-             "merchant_id": int(r.merchant_id), "amount": float(r.amount),
-             "timestamp": r.event_timestamp.isoformat()} for i, r in enumerate(rows.itertuples())]
 
 
 def logged(model: ServedModel) -> pd.DataFrame:
@@ -173,61 +164,9 @@ def test_a_model_whose_signature_the_feature_service_cannot_fill_is_refused(depl
                progress=False)
 
 
-class Load:
-    """Clients sending single-instance requests until stopped; every answer and failure is kept."""
-
-    def __init__(self, model: ServedModel, concurrency: int, prefix: str, retries: int = 0) -> None:
-        self.model, self.prefix, self.retries = model, prefix, retries
-        self.answers: dict[str, tuple[float, str]] = {}
-        self.failures: list[str] = []
-        self.retried: set[str] = set()
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.pool = cf.ThreadPoolExecutor(concurrency)
-        self.futures = [self.pool.submit(self._client, k) for k in range(concurrency)]
-
-    def _client(self, k: int) -> None:
-        session = requests.Session()
-        pool = instances_from(self.model, 200, seed=k, prefix=f"{self.prefix}{k}")
-        n = 0
-        while not self.stop.is_set():
-            instance = dict(pool[n % len(pool)], request_id=f"{self.prefix}-{k}-{n}")
-            n += 1
-            for attempt in range(self.retries + 1):
-                response = None
-                try:
-                    response = session.post(endpoint_url(self.model.settings, NAME),
-                                            json={"instances": [instance]}, timeout=60)
-                except requests.RequestException as exc:
-                    error = repr(exc)
-                if response is not None and response.status_code == 200:
-                    body = response.json()
-                    with self.lock:
-                        self.answers[instance["request_id"]] = (body["predictions"][0]["score"], body["model_version"])
-                    break
-                error = error if response is None else f"{response.status_code} {response.text[:200]}"
-                with self.lock:
-                    self.failures.append(error)
-                    if attempt < self.retries:
-                        self.retried.add(instance["request_id"])
-
-    def wait_for(self, n: int, timeout_s: float = 120) -> None:
-        deadline = time.monotonic() + timeout_s
-        while len(self.answers) < n:
-            assert time.monotonic() < deadline, f"only {len(self.answers)} answers after {timeout_s} s"
-            assert all(not f.done() or f.exception() is None for f in self.futures)
-            time.sleep(0.05)
-
-    def finish(self) -> None:
-        self.stop.set()
-        for future in self.futures:
-            future.result(timeout=120)
-        self.pool.shutdown()
-
-
 def test_roll_and_rollback_under_load_fail_no_request(deployed: ServedModel) -> None:
     model = deployed
-    load = Load(model, concurrency=8, prefix=f"roll-{uuid.uuid4().hex[:6]}")
+    load = Load(model, NAME, concurrency=8, prefix=f"roll-{uuid.uuid4().hex[:6]}")
     try:
         load.wait_for(50)
         rolled = update_deployment(model.settings, NAME, model.version_uri(model.versions[1]), progress=False)
@@ -255,7 +194,7 @@ def test_roll_and_rollback_under_load_fail_no_request(deployed: ServedModel) -> 
 
 
 def test_sustained_load_no_5xx_and_every_prediction_logged_once(deployed: ServedModel) -> None:
-    load = Load(deployed, concurrency=16, prefix=f"sustained-{uuid.uuid4().hex[:6]}")
+    load = Load(deployed, NAME, concurrency=16, prefix=f"sustained-{uuid.uuid4().hex[:6]}")
     try:
         load.wait_for(1500, timeout_s=300)
     finally:
@@ -277,7 +216,7 @@ def test_a_killed_replica_is_replaced_and_no_accepted_prediction_is_lost(deploye
     model = deployed
     before = _replica_pids(model.settings)
     assert len(before) == 2
-    load = Load(model, concurrency=8, prefix=f"kill-{uuid.uuid4().hex[:6]}", retries=5)
+    load = Load(model, NAME, concurrency=8, prefix=f"kill-{uuid.uuid4().hex[:6]}", retries=5)
     try:
         load.wait_for(100)
         victim_id, victim_pid = sorted(before.items())[0]

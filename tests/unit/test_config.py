@@ -43,6 +43,8 @@ def test_env_prices_and_types(tmp_path: Path) -> None:
         ("colour = 'blue'\n", {}, "unknown setting 'colour'"),
         ("mlflow_port = \n", {}, "not valid TOML"),
         ("[prices]\ntpu_hour_usd = 1\n", {}, "unknown price"),
+        ("", {"WORKBENCH_SERVE_INGRESS": "nginx"}, "serve_ingress must be one of"),
+        ("", {"WORKBENCH_HAPROXY_STATS_PORT": "0"}, "haproxy_stats_port must be a TCP port"),
     ],
 )
 def test_bad_settings_raise_config_error(tmp_path: Path, toml: str, env: dict[str, str], message: str) -> None:
@@ -71,3 +73,24 @@ def test_project_dir_found_from_subfolder(tmp_path: Path) -> None:
         os.chdir(old)
     assert s.project_dir == tmp_path.resolve()
     assert s.experiment == "here"
+
+
+def test_serve_ingress_env_for_the_ray_head(tmp_path: Path) -> None:
+    assert load_settings(tmp_path, env={}).serve_ingress_env() == {}  # Serve's own proxy: Ray's defaults
+    s = load_settings(tmp_path, env={"WORKBENCH_SERVE_INGRESS": "haproxy", "WORKBENCH_HAPROXY_STATS_PORT": "18404"})
+    env = s.serve_ingress_env()
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and env["RAY_SERVE_HAPROXY_STATS_PORT"] == "18404"
+    assert env["RAY_SERVE_HAPROXY_METRICS_PORT"] == "9101"
+    paths = [v for k, v in env.items() if k.endswith(("_LOC", "_PATH", "_BASE", "_FILE"))]
+    assert len(paths) == 5 and all(Path(v).is_relative_to(s.haproxy_dir) for v in paths)  # not /tmp/haproxy-serve
+
+
+def test_haproxy_dir_stays_short_enough_for_haproxys_socket_paths(tmp_path: Path) -> None:
+    shallow = Settings(project_dir=tmp_path, state_dir=Path("/tmp/wb"))
+    assert shallow.haproxy_dir == Path("/tmp/wb/haproxy")
+    deep = Settings(project_dir=tmp_path, state_dir=tmp_path / ("x" * 60) / ".workbench")
+    other = Settings(project_dir=tmp_path, state_dir=tmp_path / ("y" * 60) / ".workbench")
+    assert deep.haproxy_dir != other.haproxy_dir  # still one folder per state_dir
+    for s in (deep, other):
+        socket = s.haproxy_dir / ("n" * 56) / "metrics.sock"  # Ray adds the node id
+        assert len(str(socket).encode()) <= 97  # HAProxy's limit for a log socket

@@ -101,6 +101,24 @@ def wait_until(check: Callable[[], bool], timeout_s: float, proc: psutil.Process
         f"{name} did not become healthy within {timeout_s:.0f} s; read its log {log}:\n{log_tail(log)}")
 
 
+def stop_strays(folder: Path) -> list[int]:
+    """Stop processes whose command line names a path under ``folder``: helpers an engine spawned that
+    outlived it (HAProxy under Ray Serve). Returns their PIDs."""
+    marker = str(folder) + os.sep
+    me = psutil.Process()
+    spared = {me.pid, *(p.pid for p in me.parents())}
+    strays = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if proc.pid not in spared and any(marker in part for part in proc.info["cmdline"] or ()):
+                strays.append(proc)
+        except psutil.Error:
+            continue
+    for proc in strays:
+        stop_tree(proc, grace_s=5)
+    return [proc.pid for proc in strays]
+
+
 def stop_tree(proc: psutil.Process, grace_s: float = 15.0) -> None:
     """Terminate a process and all its descendants; kill what does not exit within ``grace_s``."""
     try:

@@ -24,6 +24,7 @@ from workbench.services._process import (
     log_tail,
     port_is_free,
     spawn,
+    stop_strays,
     stop_tree,
     wait_until,
 )
@@ -156,9 +157,10 @@ class ServiceManager:
         stale = ProcessRecord.load(s.services_dir, name)
         if stale and (proc := stale.process()):
             stop_tree(proc)  # ours but not answering: restart it cleanly
+        haproxy_ports = [s.haproxy_stats_port, s.haproxy_metrics_port] if s.serve_ingress == "haproxy" else []
         ports = ([s.mlflow_port] if name == "mlflow"
                  else [s.ray_port, s.ray_port + 1, s.ray_dashboard_port + 1, s.ray_metrics_port, s.serve_port,
-                       s.ray_dashboard_port])
+                       *haproxy_ports, s.ray_dashboard_port])
         for port in ports:
             if not port_is_free(s.host, port):
                 raise ServiceUnavailable(
@@ -179,6 +181,9 @@ class ServiceManager:
         if name == "ray":
             # the raylet waits only 15 s for its dashboard agent by default; a busy 2-core machine needs more
             env["RAY_agent_register_timeout_ms"] = "90000"
+            env.update(s.serve_ingress_env())
+            if s.serve_ingress == "haproxy":
+                s.haproxy_dir.mkdir(parents=True, exist_ok=True)
         if name == "mlflow":
             # the server's GenAI job runner starts ~7 extra processes (~1.5 GB) we do not use
             env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
@@ -243,6 +248,9 @@ class ServiceManager:
             if proc is not None:
                 stop_tree(proc)
                 stopped.append(name)
+            if name == "ray":
+                # HAProxy (the "haproxy" Serve ingress) can outlive the Ray worker that spawned it
+                stop_strays(self.settings.haproxy_dir)
             (self.settings.services_dir / f"{name}.json").unlink(missing_ok=True)
         return stopped
 

@@ -1,0 +1,129 @@
+"""The "haproxy" Serve ingress (``Settings.serve_ingress``): Ray's high-throughput mode, on a second Ray head.
+
+The session's Ray head runs Serve's default Python proxy (test_serving.py covers it in depth). Here a head
+started with ``serve_ingress="haproxy"`` (HAProxy in front, replicas answering HTTP themselves) must keep the
+same promises: correct scores, 4xx for bad payloads, every answer logged once under load, a roll with zero
+failed requests, and `down` leaves no HAProxy behind.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import mlflow
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+import requests
+from serving_fixtures import Load, ServedModel, build_served_model, instances_from
+
+from workbench.config import Settings
+from workbench.features import online_features
+from workbench.services import ServiceManager
+from workbench.services._process import port_is_free
+from workbench.serving import (
+    Resources,
+    deploy,
+    endpoint_url,
+    get_deployment,
+    predict,
+    read_predictions,
+    update_deployment,
+)
+
+pytestmark = pytest.mark.integration
+
+NAME = "fraud-hx"
+SHIFT = 100  # this head's ports sit 100 above the session head's
+
+
+@pytest.fixture(scope="module")
+def head(services: Settings) -> Iterator[tuple[Settings, ServiceManager]]:
+    """A second Ray head in the "haproxy" ingress, sharing the session's MLflow server."""
+    settings = services.replace(
+        state_dir=services.state_dir / "hx", serve_ingress="haproxy",
+        ray_port=services.ray_port + SHIFT, ray_dashboard_port=services.ray_dashboard_port + SHIFT,
+        ray_metrics_port=services.ray_metrics_port + SHIFT, serve_port=services.serve_port + SHIFT,
+        haproxy_stats_port=services.ray_dashboard_port + SHIFT + 10,
+        haproxy_metrics_port=services.ray_metrics_port + SHIFT + 10)
+    manager = ServiceManager(settings)
+    manager.up(("ray",))
+    yield settings, manager
+    manager.down(("ray",))
+
+
+@pytest.fixture(scope="module")
+def model(head: tuple[Settings, ServiceManager], tmp_path_factory: pytest.TempPathFactory) -> ServedModel:
+    served = build_served_model(head[0], tmp_path_factory.mktemp("hx"))
+    deploy(served.settings, served.champion_uri, NAME, resources=Resources(replicas=2, num_cpus=0.25),
+           progress=False)
+    return served
+
+
+def _haproxy_processes(settings: Settings) -> list[psutil.Process]:
+    marker = str(settings.haproxy_dir) + "/"
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        try:
+            if "haproxy" in (proc.info["name"] or "") and any(marker in a for a in proc.info["cmdline"] or ()):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_haproxy_answers_on_the_serve_port_with_the_models_scores(head: tuple[Settings, ServiceManager],
+                                                                  model: ServedModel) -> None:
+    settings = head[0]
+    assert _haproxy_processes(settings), f"no HAProxy runs with its files under {settings.haproxy_dir}"
+    assert not port_is_free(settings.host, settings.serve_port)  # HAProxy listens where the proxy would
+    batch = instances_from(model, 20, seed=1, prefix="hx-match")
+    body = predict(model.settings, NAME, batch)
+    assert body["model_version"] == model.versions[0]
+    features = online_features(model.settings, [i["user_id"] for i in batch], [i["merchant_id"] for i in batch])
+    when = pd.to_datetime([i["timestamp"] for i in batch], utc=True)
+    features["amount"], features["hour_of_day"] = [i["amount"] for i in batch], when.hour
+    features["is_night"] = (when.hour < 6).astype(int)
+    pyfunc = mlflow.pyfunc.load_model(model.version_uri(model.versions[0]))
+    expected = np.asarray(pyfunc.predict(features[pyfunc.metadata.get_input_schema().input_names()].astype("float64")))
+    np.testing.assert_allclose([p["score"] for p in body["predictions"]], expected, rtol=1e-9)
+    log = read_predictions(model.settings, NAME).set_index("request_id")
+    assert [log.at[i["request_id"], "score"] for i in batch] == pytest.approx(expected.tolist(), rel=1e-9)
+
+
+def test_a_bad_payload_is_a_422_naming_the_field(model: ServedModel) -> None:
+    response = requests.post(endpoint_url(model.settings, NAME), timeout=30,
+                             json={"instances": [{"user_id": 1, "merchant_id": 2, "amount": -5}]})
+    assert response.status_code == 422
+    assert response.json()["field"] == "instances[0].amount"
+
+
+def test_roll_under_load_fails_no_request_and_logs_every_answer_once(model: ServedModel) -> None:
+    load = Load(model, NAME, concurrency=8, prefix=f"hx-roll-{uuid.uuid4().hex[:6]}")
+    try:
+        load.wait_for(200)
+        rolled = update_deployment(model.settings, NAME, model.version_uri(model.versions[1]), progress=False)
+        assert rolled.model_version == model.versions[1]
+        seen = len(load.answers)
+        load.wait_for(seen + 200)
+    finally:
+        load.finish()
+    assert load.failures == []
+    assert {version for _, version in load.answers.values()} == set(model.versions)
+    log = read_predictions(model.settings, NAME)
+    mine = log[log.request_id.str.startswith(load.prefix)]
+    assert sorted(mine.request_id) == sorted(load.answers)  # every answer logged, exactly once
+    by_id = mine.set_index("request_id")
+    assert all(str(by_id.at[rid, "model_version"]) == version for rid, (_, version) in load.answers.items())
+    assert get_deployment(model.settings, NAME).model_version == model.versions[1]
+
+
+def test_down_leaves_no_haproxy_behind(head: tuple[Settings, ServiceManager], model: ServedModel) -> None:
+    settings, manager = head
+    assert _haproxy_processes(settings)
+    assert manager.down(("ray",)) == ["ray"]
+    assert _haproxy_processes(settings) == []
+    for port in (settings.serve_port, settings.haproxy_stats_port, settings.haproxy_metrics_port):
+        assert port_is_free(settings.host, port), f"port {port} is still taken after down"

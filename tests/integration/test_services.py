@@ -76,3 +76,16 @@ def test_cluster_profile_starts_nothing_and_says_what_is_down(tmp_path: Path) ->
     with pytest.raises(ServiceUnavailable, match="mlflow at http://127.0.0.1:25903 is not answering"):
         ServiceManager(settings).up()
     assert not settings.services_dir.exists()
+
+
+def test_taken_haproxy_port_is_refused_before_ray_starts(tmp_path: Path) -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        settings = Settings(project_dir=tmp_path, state_dir=tmp_path / "s", serve_ingress="haproxy",
+                            haproxy_stats_port=port, ray_port=26950, ray_dashboard_port=28950,
+                            ray_metrics_port=29950, serve_port=27950)
+        with pytest.raises(ServiceUnavailable, match=f"port {port} .* already taken.*WORKBENCH_HAPROXY_STATS_PORT"):
+            ServiceManager(settings).up(("ray",))
+    assert ProcessRecord.load(settings.services_dir, "ray") is None

@@ -203,6 +203,8 @@ class ServiceManager:
             return "RAY_METRICS_PORT"
         if port == s.serve_port:
             return "SERVE_PORT"
+        if s.serve_ingress == "haproxy" and port in (s.haproxy_stats_port, s.haproxy_metrics_port):
+            return "HAPROXY_STATS_PORT" if port == s.haproxy_stats_port else "HAPROXY_METRICS_PORT"
         return "RAY_PORT" if port in (s.ray_port, s.ray_port + 1) else "RAY_DASHBOARD_PORT"
 
     def _mlflow_command(self) -> list[str]:

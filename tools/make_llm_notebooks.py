@@ -93,7 +93,7 @@ record = record_stage(
     inputs={"source": folder.source, "prompt_set": result.prompt_set},
     parameters={"source": source, "eval_limit": eval_limit, "max_new_tokens": max_new_tokens, "alias": alias,
                 "finetune_steps": finetune_steps},
-    notebook="llm/01_model.ipynb", pipeline_run_id=pipeline_run_id,
+    notebook="llm/01_model.ipynb", pipeline_run_id=pipeline_run_id, path="llm",
 )
 record.outputs
 """),
@@ -217,7 +217,7 @@ record = record_stage(
     inputs={"model_uri": info.model_uri},
     parameters={"max_model_len": max_model_len, "dtype": dtype, "tensor_parallel_size": tensor_parallel_size,
                 "gpu_memory_utilization": gpu_memory_utilization, "max_num_seqs": max_num_seqs, "question": question},
-    notebook="llm/02_deploy.ipynb", pipeline_run_id=pipeline_run_id,
+    notebook="llm/02_deploy.ipynb", pipeline_run_id=pipeline_run_id, path="llm",
 )
 record.outputs
 """),
@@ -334,7 +334,7 @@ record = record_stage(
              "cost_per_1m_tokens_usd": cost.cost_per_1m_tokens_usd},
     inputs={"deployment": deployment, "model_uri": info.model_uri},
     parameters={"requests_total": requests_total, "concurrency": concurrency, "max_tokens": max_tokens},
-    notebook="llm/03_monitor.ipynb", pipeline_run_id=pipeline_run_id,
+    notebook="llm/03_monitor.ipynb", pipeline_run_id=pipeline_run_id, path="llm",
 )
 record.outputs
 """),

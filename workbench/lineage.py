@@ -21,6 +21,9 @@ from workbench.config import Settings
 from workbench.errors import InvalidInput, NotFound
 
 STAGES = ("data", "features", "train", "registry", "deploy", "monitor")
+PATHS = ("tabular", "llm")
+"""The lifecycles that record stages. Each keeps its own records, so the LLM notebooks' `registry` or
+`deploy` never becomes the latest record the tabular notebooks (or `workbench run`) read, and back."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class StageRecord:
     pipeline_run_id: str = ""
     record_id: str = ""
     created_at: str = ""
+    path: str = "tabular"  # which lifecycle (PATHS) recorded it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,10 +94,12 @@ def record_stage(
     parameters: dict[str, Any] | None = None,
     notebook: str = "",
     pipeline_run_id: str = "",
+    path: str = "tabular",
 ) -> StageRecord:
     """Write the record of a finished stage; also as the stage's latest, and into its batch run folder."""
     if stage not in STAGES:
         raise InvalidInput(f"unknown stage {stage!r}; stages are {STAGES}")
+    _check_path(path)
     commit, dirty = git_state(settings.project_dir)
     now = datetime.now(UTC)
     record = StageRecord(
@@ -107,31 +113,48 @@ def record_stage(
         pipeline_run_id=pipeline_run_id,
         record_id=f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
         created_at=now.isoformat(),
+        path=path,
     )
-    folder = settings.lineage_dir / stage
+    folder = _stage_dir(settings.lineage_dir, stage, path)
     _write_json(folder / f"{record.record_id}.json", record.to_dict())
     _write_json(folder / "latest.json", record.to_dict())
     if pipeline_run_id:
-        _write_json(settings.runs_dir / pipeline_run_id / "lineage" / f"{stage}.json", record.to_dict())
+        run_folder = _stage_dir(settings.runs_dir / pipeline_run_id / "lineage", "", path)
+        _write_json(run_folder / f"{stage}.json", record.to_dict())
     return record
 
 
-def latest_record(settings: Settings, stage: str, pipeline_run_id: str = "") -> StageRecord:
-    """The newest record of ``stage`` (within a batch run when ``pipeline_run_id`` is given)."""
+def _check_path(path: str) -> None:
+    if path not in PATHS:
+        raise InvalidInput(f"unknown lineage path {path!r}; paths are {PATHS}")
+
+
+def _stage_dir(root: Path, stage: str, path: str) -> Path:
+    """The tabular path keeps the original layout (<root>/<stage>); others get <root>/<path>/<stage>."""
+    base = root if path == "tabular" else root / path
+    return base / stage if stage else base
+
+
+def latest_record(settings: Settings, stage: str, pipeline_run_id: str = "", path: str = "tabular") -> StageRecord:
+    """The newest record of ``stage`` on lifecycle ``path`` (within a batch run when ``pipeline_run_id`` is
+    given)."""
+    _check_path(path)
+    on = "" if path == "tabular" else f" on the {path} path"
     if pipeline_run_id:
-        path = settings.runs_dir / pipeline_run_id / "lineage" / f"{stage}.json"
-        hint = f"batch run {pipeline_run_id} has no record of stage {stage!r}"
+        file = _stage_dir(settings.runs_dir / pipeline_run_id / "lineage", "", path) / f"{stage}.json"
+        hint = f"batch run {pipeline_run_id} has no record of stage {stage!r}{on}"
     else:
-        path = settings.lineage_dir / stage / "latest.json"
-        hint = f"stage {stage!r} has never recorded its outputs; run its notebook first"
-    if not path.is_file():
+        file = _stage_dir(settings.lineage_dir, stage, path) / "latest.json"
+        hint = f"stage {stage!r}{on} has never recorded its outputs; run its notebook first"
+    if not file.is_file():
         raise NotFound(hint)
-    return StageRecord.from_dict(json.loads(path.read_text()))
+    return StageRecord.from_dict(json.loads(file.read_text()))
 
 
-def records(settings: Settings, stage: str) -> list[StageRecord]:
-    """All records of a stage, oldest first."""
-    folder = settings.lineage_dir / stage
+def records(settings: Settings, stage: str, path: str = "tabular") -> list[StageRecord]:
+    """All records of a stage on lifecycle ``path``, oldest first."""
+    _check_path(path)
+    folder = _stage_dir(settings.lineage_dir, stage, path)
     if not folder.is_dir():
         return []
     found = [StageRecord.from_dict(json.loads(p.read_text()))
@@ -148,7 +171,7 @@ def trace(settings: Settings, record: StageRecord) -> list[StageRecord]:
     for stage in reversed(STAGES[:index]):
         wanted = {k: v for k, v in current.inputs.items() if v not in (None, "")}
         match = None
-        for candidate in reversed(records(settings, stage)):
+        for candidate in reversed(records(settings, stage, record.path)):
             if any(candidate.outputs.get(k) == v for k, v in wanted.items()):
                 match = candidate
                 break

@@ -44,3 +44,20 @@ def test_git_commit_recorded_inside_a_repository(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[2]
     rec = record_stage(Settings(project_dir=root, state_dir=tmp_path / "state"), "data", {"a": 1})
     assert len(rec.git_commit) == 40
+
+
+def test_llm_records_never_shadow_the_tabular_ones(tmp_path: Path) -> None:
+    s = Settings(project_dir=tmp_path)
+    tabular = record_stage(s, "registry", {"model_uri": "models:/fraud/3"}, pipeline_run_id="r1")
+    llm = record_stage(s, "registry", {"model_uri": "models:/smollm2/1"}, pipeline_run_id="r1", path="llm")
+    assert latest_record(s, "registry").record_id == tabular.record_id  # the LLM's is newer, and elsewhere
+    assert latest_record(s, "registry", path="llm").record_id == llm.record_id
+    assert latest_record(s, "registry", "r1").outputs["model_uri"] == "models:/fraud/3"
+    assert latest_record(s, "registry", "r1", path="llm").outputs["model_uri"] == "models:/smollm2/1"
+    assert [r.record_id for r in records(s, "registry")] == [tabular.record_id]
+    deploy = record_stage(s, "deploy", {"endpoint": "e"}, inputs={"model_uri": "models:/smollm2/1"}, path="llm")
+    assert [r.record_id for r in trace(s, deploy)] == [deploy.record_id, llm.record_id]
+    with pytest.raises(NotFound, match="on the llm path"):
+        latest_record(s, "monitor", path="llm")
+    with pytest.raises(InvalidInput, match="unknown lineage path"):
+        record_stage(s, "data", {}, path="vision")

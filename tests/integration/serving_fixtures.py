@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import requests
 from mlflow.tracking import MlflowClient
@@ -28,6 +29,7 @@ from workbench.features import (
     apply_repo,
     compute_features,
     materialize,
+    online_features,
     save_training_frame,
     training_frame,
 )
@@ -92,6 +94,18 @@ def instances_from(model: ServedModel, n: int, seed: int = 0, prefix: str = "") 
     return [{"request_id": f"{prefix or uuid.uuid4().hex[:8]}-{i}", "user_id": int(r.user_id),
              "merchant_id": int(r.merchant_id), "amount": float(r.amount),
              "timestamp": r.event_timestamp.isoformat()} for i, r in enumerate(rows.itertuples())]
+
+
+def expected_scores(model: ServedModel, batch: list[dict[str, object]], version: str) -> np.ndarray:
+    """What the registered version scores for ``batch`` on the same Feast features, computed here."""
+    features = online_features(model.settings, [i["user_id"] for i in batch], [i["merchant_id"] for i in batch])
+    when = pd.to_datetime([i["timestamp"] for i in batch], utc=True)
+    features["amount"] = [i["amount"] for i in batch]
+    features["hour_of_day"] = when.hour
+    features["is_night"] = (when.hour < 6).astype(int)
+    pyfunc = mlflow.pyfunc.load_model(model.version_uri(version))
+    columns = pyfunc.metadata.get_input_schema().input_names()
+    return np.asarray(pyfunc.predict(features[columns].astype("float64")))
 
 
 class Load:

@@ -20,11 +20,10 @@ import pandas as pd
 import pytest
 import ray
 import requests
-from serving_fixtures import Load, ServedModel, build_served_model, instances_from
+from serving_fixtures import Load, ServedModel, build_served_model, expected_scores, instances_from
 
 from workbench.config import Settings
 from workbench.errors import InvalidInput, NotFound
-from workbench.features import online_features
 from workbench.monitoring import metric_total, scrape_metrics
 from workbench.serving import (
     Resources,
@@ -76,14 +75,7 @@ def test_scores_match_the_registered_model_on_feast_features(deployed: ServedMod
     served = {p["request_id"]: p["score"] for p in body["predictions"]}
     assert list(served) == [i["request_id"] for i in batch]  # answers come back in request order
 
-    features = online_features(model.settings, [i["user_id"] for i in batch], [i["merchant_id"] for i in batch])
-    when = pd.to_datetime([i["timestamp"] for i in batch], utc=True)
-    features["amount"] = [i["amount"] for i in batch]
-    features["hour_of_day"] = when.hour
-    features["is_night"] = (when.hour < 6).astype(int)
-    pyfunc = mlflow.pyfunc.load_model(model.version_uri(model.versions[0]))
-    columns = pyfunc.metadata.get_input_schema().input_names()
-    expected = np.asarray(pyfunc.predict(features[columns].astype("float64")))
+    expected = expected_scores(model, batch, model.versions[0])
     np.testing.assert_allclose([served[i["request_id"]] for i in batch], expected, rtol=1e-9)
 
     log = logged(model).set_index("request_id")

@@ -11,16 +11,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
-import mlflow
 import numpy as np
-import pandas as pd
 import psutil
 import pytest
 import requests
-from serving_fixtures import Load, ServedModel, build_served_model, instances_from
+from serving_fixtures import Load, ServedModel, build_served_model, expected_scores, instances_from
 
 from workbench.config import Settings
-from workbench.features import online_features
 from workbench.services import ServiceManager
 from workbench.services._process import port_is_free
 from workbench.serving import (
@@ -82,12 +79,7 @@ def test_haproxy_answers_on_the_serve_port_with_the_models_scores(head: tuple[Se
     batch = instances_from(model, 20, seed=1, prefix="hx-match")
     body = predict(model.settings, NAME, batch)
     assert body["model_version"] == model.versions[0]
-    features = online_features(model.settings, [i["user_id"] for i in batch], [i["merchant_id"] for i in batch])
-    when = pd.to_datetime([i["timestamp"] for i in batch], utc=True)
-    features["amount"], features["hour_of_day"] = [i["amount"] for i in batch], when.hour
-    features["is_night"] = (when.hour < 6).astype(int)
-    pyfunc = mlflow.pyfunc.load_model(model.version_uri(model.versions[0]))
-    expected = np.asarray(pyfunc.predict(features[pyfunc.metadata.get_input_schema().input_names()].astype("float64")))
+    expected = expected_scores(model, batch, model.versions[0])
     np.testing.assert_allclose([p["score"] for p in body["predictions"]], expected, rtol=1e-9)
     log = read_predictions(model.settings, NAME).set_index("request_id")
     assert [log.at[i["request_id"], "score"] for i in batch] == pytest.approx(expected.tolist(), rel=1e-9)

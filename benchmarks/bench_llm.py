@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from workbench.config import Settings  # noqa: E402
 from workbench.llm import PROMPT_SET, import_smollm2  # noqa: E402
 from workbench.llm.evaluate import SYSTEM_PROMPT  # noqa: E402
-from workbench.services._process import stop_tree  # noqa: E402
+from workbench.services.processes import stop_tree  # noqa: E402
 from workbench.serving.vllm import VLLMOptions, start_vllm  # noqa: E402
 
 STATE = ROOT / "benchmarks" / "_data" / "llm"

@@ -11,6 +11,7 @@ from typing import Any
 from workbench.config import Settings, load_settings
 from workbench.errors import InvalidInput, WorkbenchError
 from workbench.lineage import STAGES
+from workbench.pipeline import DEFAULT_STAGE_TIMEOUT_S
 
 
 def _parse_value(raw: str) -> Any:
@@ -88,7 +89,7 @@ def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         ServiceManager(settings).up()
     report = run_pipeline(settings, start=args.start, until=args.until,
                           parameters=parse_parameters(args.param), resume_run=args.resume,
-                          log_output=args.verbose)
+                          log_output=args.verbose, stage_timeout_s=args.stage_timeout)
     print(report.summary())
     return 0
 
@@ -140,14 +141,34 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--param", action="append", default=[], metavar="STAGE.NAME=VALUE")
     run.add_argument("--no-up", action="store_true", help="do not start services first")
     run.add_argument("-v", "--verbose", action="store_true", help="stream the notebooks' output")
+    run.add_argument("--stage-timeout", type=float, default=DEFAULT_STAGE_TIMEOUT_S, metavar="SECONDS",
+                     help="stop a stage still running after this long (default: %(default).0f)")
     deployments = sub.add_parser("deployments", help="list, roll back or delete model deployments (Ray Serve)")
     deployments.add_argument("action", choices=["list", "rollback", "delete"], nargs="?", default="list")
     deployments.add_argument("name", nargs="?", help="the deployment (for rollback and delete)")
+    from workbench.dashboard_app import register_cli as register_dashboard
+    from workbench.export import cli as export_cli
+    from workbench.export import pipelines
+
+    register_dashboard(sub)  # workbench dashboard: the monitoring dashboard as a Panel app, offline
+    pipelines.register_cli(export_cli.register_cli(sub))  # export rayjob | kueue | rayservice | argo | kfp
     return parser
 
 
+def _cmd_dashboard(settings: Settings, args: argparse.Namespace) -> int:
+    from workbench.dashboard_app import run_dashboard
+
+    return int(run_dashboard(settings, args) or 0)
+
+
+def _cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    from workbench.export.cli import run_export
+
+    return run_export(settings, args)
+
+
 COMMANDS = {"up": _cmd_up, "down": _cmd_down, "status": _cmd_status, "logs": _cmd_logs, "run": _cmd_run,
-            "deployments": _cmd_deployments}
+            "deployments": _cmd_deployments, "export": _cmd_export, "dashboard": _cmd_dashboard}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

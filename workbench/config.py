@@ -17,14 +17,28 @@ from pathlib import Path
 from typing import Any, Literal
 
 from workbench.errors import ConfigError
+from workbench.secrets import split_credentials
 
 Profile = Literal["local", "cluster"]
 _PROFILES = ("local", "cluster")
 ServeIngress = Literal["proxy", "haproxy"]
 _SERVE_INGRESSES = ("proxy", "haproxy")
 _ENV_PREFIX = "WORKBENCH_"
-SECRET_FIELDS = ("feast_online_store_connection",)
-"""Settings that may carry credentials (a Postgres URL with a password): never written to configs or logs."""
+UNIX_SOCKET_PATH_LIMIT = 107
+"""Longest path of a Unix socket (``sun_path`` is 108 bytes with its NUL)."""
+RAY_SOCKET_SUFFIX_BYTES = len("/session_2026-12-01_19-35-52_123456_4194304/sockets/dash_MetricsHead") + 8
+"""What Ray puts below its temp dir for a socket (session folder with a 7-digit PID, the longest socket name),
+plus a margin for longer module names."""
+HAPROXY_SOCKET_PATH_LIMIT = 97
+HAPROXY_SOCKET_SUFFIX_BYTES = len("/") + 56 + len("/metrics.sock")
+"""Ray puts a 56-character node id below HAProxy's folder, then the socket name."""
+SECRET_FIELDS = ("feast_online_store_connection", "vllm_api_key", "mlflow_tracking_username",
+                 "mlflow_tracking_password")
+"""Settings that may carry credentials (a Postgres URL with a password): never written to configs or logs.
+They reach other processes only as environment variables (:meth:`Settings.secret_env`)."""
+MLFLOW_CREDENTIAL_ENV = {"mlflow_tracking_username": "MLFLOW_TRACKING_USERNAME",
+                         "mlflow_tracking_password": "MLFLOW_TRACKING_PASSWORD"}
+"""Where MLflow's client reads HTTP basic-auth credentials (it reads them from the environment on each request)."""
 
 
 @dataclass(frozen=True)
@@ -52,21 +66,37 @@ class Settings:
     ray_dashboard_port: int = 8265
     ray_metrics_port: int = 8090  # Prometheus metrics of the Ray node (Ray Serve's among them)
     serve_port: int = 8000  # the Ray Serve HTTP proxy
-    # How HTTP reaches the Serve replicas of the local Ray head: "proxy" is Serve's Python proxy actor,
-    # listening on `host` only; "haproxy" is Ray's high-throughput mode (HAProxy in front, each replica
-    # answering HTTP itself on a port in 30000-31000), ~3x the throughput here, but HAProxy's stats and
-    # Prometheus ports then listen on all interfaces. On a cluster the Ray operator sets this, not us.
-    serve_ingress: ServeIngress = "proxy"
+    # How HTTP reaches the Serve replicas of the local Ray head: "haproxy" (the default) is Ray's
+    # high-throughput mode: HAProxy in front, each replica answering HTTP itself on a port in 30000-31000,
+    # ~3x the throughput of "proxy" here; its stats and Prometheus ports are kept on `host` by the launcher
+    # in workbench.services.haproxy. "proxy" is Serve's Python proxy actor, the mode Ray itself defaults to.
+    # On a cluster the Ray operator sets this, not us.
+    serve_ingress: ServeIngress = "haproxy"
     haproxy_stats_port: int = 8404
     haproxy_metrics_port: int = 9101
+    # Behind HAProxy, a stopping replica stays reachable this long so the ingress can drop it from its
+    # routes first (Ray's RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S, 30 s, sized for a cluster's load
+    # balancers). The local HAProxy reloads within a second or two, so every delete, scale-down and
+    # replacement here waited some 28 s for nothing; late arrivals are retried on another replica anyway.
+    serve_drain_s: float = 10.0
     ray_num_cpus: int = 2
     ray_object_store_bytes: int = 536_870_912
-    mlflow_uri: str = ""  # defaults to http://<host>:<mlflow_port>
+    mlflow_uri: str = ""  # defaults to http://<host>:<mlflow_port>; credentials in it move to the next two
+    # MLflow's HTTP basic-auth credentials (WORKBENCH_MLFLOW_TRACKING_PASSWORD, or given inside mlflow_uri as
+    # http://user:pass@host:5000): kept out of mlflow_uri, which every tag, record and widget shows
+    mlflow_tracking_username: str = field(default="", repr=False)
+    mlflow_tracking_password: str = field(default="", repr=False)
     ray_address: str = ""  # the Jobs API (dashboard) address; defaults to http://<host>:<ray_dashboard_port>
     experiment: str = "fraud-detection"
     feast_online_store: str = "sqlite"  # sqlite | redis | postgres
-    feast_online_store_connection: str = ""  # e.g. "localhost:6379" for redis
+    # e.g. "localhost:6379" for redis. Every secret field is left out of repr(): a notebook that shows its
+    # settings must not print a password into its saved outputs
+    feast_online_store_connection: str = field(default="", repr=False)
     service_timeout_s: float = 120.0
+    # Each Serve replica's prediction log rotates to a new segment at this size or age, and the closed one
+    # is compacted to Parquet (workbench.serving.prediction_log).
+    prediction_log_segment_mb: float = 64.0
+    prediction_log_segment_age_s: float = 3600.0
     request_timeout_s: float = 10.0
     prices: Prices = field(default_factory=Prices)
     # The LLM path: vLLM's OpenAI-compatible server, started per deployment from its own environment.
@@ -75,6 +105,13 @@ class Settings:
     vllm_port: int = 8100  # first port of local vLLM deployments (the next free one is taken)
     vllm_cpu_kvcache_gib: int = 1  # KV-cache size of the CPU build (VLLM_CPU_KVCACHE_SPACE)
     vllm_start_timeout_s: float = 300.0
+    # When set, local vLLM servers refuse /v1 requests without it (given to vLLM as VLLM_API_KEY, never on
+    # its command line); the OpenAI client of `llm_client` sends it. Set it as WORKBENCH_VLLM_API_KEY.
+    vllm_api_key: str = field(default="", repr=False)
+    # Unix socket paths are limited to 107 bytes (HAProxy's log socket to 97) and Ray puts its sockets ~70
+    # bytes below its temp dir, so Ray's and HAProxy's folders live in a short per-project folder under
+    # this root (default: the system temp dir), linked from the state dir. Move it when that is too deep.
+    short_dir_root: str = ""
 
     def __post_init__(self) -> None:
         if self.profile not in _PROFILES:
@@ -86,6 +123,11 @@ class Settings:
             object.__setattr__(self, "state_dir", Path(self.state_dir).resolve())
         if self.serve_ingress not in _SERVE_INGRESSES:
             raise ConfigError(f"serve_ingress must be one of {_SERVE_INGRESSES}, got {self.serve_ingress!r}")
+        for name in ("prediction_log_segment_mb", "prediction_log_segment_age_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if not self.serve_drain_s >= 0:
+            raise ConfigError(f"serve_drain_s must be 0 or more seconds, got {self.serve_drain_s!r}")
         for name in ("mlflow_port", "ray_port", "ray_dashboard_port", "ray_metrics_port", "serve_port", "vllm_port",
                      "haproxy_stats_port", "haproxy_metrics_port"):
             port = getattr(self, name)
@@ -93,8 +135,27 @@ class Settings:
                 raise ConfigError(f"{name} must be a TCP port (1-65535), got {port}")
         if not self.mlflow_uri:
             object.__setattr__(self, "mlflow_uri", f"http://{self.host}:{self.mlflow_port}")
+        self._move_mlflow_credentials()
         if not self.ray_address:
             object.__setattr__(self, "ray_address", f"http://{self.host}:{self.ray_dashboard_port}")
+
+    def _move_mlflow_credentials(self) -> None:
+        """Take ``user:password@`` out of ``mlflow_uri`` into the credential fields, and give them to MLflow
+        in this process's environment (``MLFLOW_TRACKING_USERNAME``/``PASSWORD``), the only place its client
+        reads them from once the URI no longer carries them. So the URI that lands in MLflow tags, lineage
+        records, job argv, widgets and logs is credential-free, and MLflow calls still authenticate."""
+        # only an HTTP server takes basic auth from those variables; a database tracking URI
+        # (postgresql://user:pw@db/mlflow) keeps its credentials, which its driver needs in the URI
+        uri, user, password = split_credentials(self.mlflow_uri)
+        if uri != self.mlflow_uri and self.mlflow_uri.lower().startswith(("http://", "https://")):
+            object.__setattr__(self, "mlflow_uri", uri)
+            if user and not self.mlflow_tracking_username:
+                object.__setattr__(self, "mlflow_tracking_username", user)
+            if password and not self.mlflow_tracking_password:
+                object.__setattr__(self, "mlflow_tracking_password", password)
+        for name, var in MLFLOW_CREDENTIAL_ENV.items():
+            if getattr(self, name):
+                os.environ[var] = getattr(self, name)
 
     # Paths under the state directory ------------------------------------------------------------
     @property
@@ -159,16 +220,37 @@ class Settings:
         return f"{self.host}:{self.ray_port}"
 
     @property
+    def runtime_dir(self) -> Path:
+        """The short per-project folder for socket-holding state (Ray's temp dir, HAProxy's folder): a hash
+        of the state dir under ``short_dir_root``, so two projects never share it and any checkout path works.
+        """
+        root = Path(self.short_dir_root or tempfile.gettempdir())
+        digest = hashlib.sha1(str(self.state_dir).encode()).hexdigest()[:8]
+        return root / f"wb-{digest}"
+
+    @property
+    def ray_temp_dir(self) -> Path:
+        """Ray's ``--temp-dir`` (sessions, sockets, logs); ``ray_dir`` under the state dir links to it."""
+        return self.runtime_dir / "ray"
+
+    @property
     def haproxy_dir(self) -> Path:
         """HAProxy's config, sockets and logs in the "haproxy" Serve ingress. Ray's default, /tmp/haproxy-serve,
-        would be shared by every Ray head on the machine. Ray adds a 56-character node id below this folder
-        and HAProxy refuses a log socket path over 97 bytes, so most state dirs get a short folder in /tmp."""
-        folder = self.state_dir / "haproxy"
-        below = len("/") + 56 + len("/metrics.sock")  # what Ray puts below the folder
-        if len(str(folder).encode()) + below > 97:
-            digest = hashlib.sha1(str(self.state_dir).encode()).hexdigest()[:10]
-            folder = Path(tempfile.gettempdir()) / f"wbhx-{digest}"
-        return folder
+        would be shared by every Ray head on the machine; this one belongs to the project."""
+        return self.runtime_dir / "hx"
+
+    def check_socket_paths(self) -> None:
+        """Fail before anything starts when a socket path Ray or HAProxy will create is too long."""
+        for folder, below, limit, what in (
+            (self.ray_temp_dir, RAY_SOCKET_SUFFIX_BYTES, UNIX_SOCKET_PATH_LIMIT, "Ray's sockets"),
+            (self.haproxy_dir, HAPROXY_SOCKET_SUFFIX_BYTES, HAPROXY_SOCKET_PATH_LIMIT, "HAProxy's sockets"),
+        ):
+            length = len(str(folder).encode()) + below
+            if length > limit:
+                raise ConfigError(
+                    f"{what} would live under {folder}, and their paths would be {length} bytes, over the "
+                    f"{limit}-byte limit of Unix sockets. Set short_dir_root (WORKBENCH_SHORT_DIR_ROOT or "
+                    f"workbench.toml) to a shorter folder, e.g. /tmp; it is {self.short_dir_root or '(unset)'}.")
 
     def serve_ingress_env(self) -> dict[str, str]:
         """Environment of the local Ray head for the chosen ``serve_ingress`` (Ray reads these at start)."""
@@ -185,6 +267,9 @@ class Settings:
             "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(d / "metrics.sock"),
             "RAY_SERVE_HAPROXY_STATS_PORT": str(self.haproxy_stats_port),
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(self.haproxy_metrics_port),
+            # a launcher that keeps HAProxy's stats and metrics on `host` (workbench.services.haproxy)
+            "RAY_SERVE_HAPROXY_BINARY_PATH": str(d / "haproxy-on-host"),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(self.serve_drain_s),
         }
 
     def replace(self, **changes: Any) -> Settings:
@@ -216,8 +301,16 @@ class Settings:
         return out
 
     def secret_env(self) -> dict[str, str]:
-        """``WORKBENCH_*`` variables carrying the secret fields that are set (see :meth:`to_dict`)."""
-        return {_ENV_PREFIX + name.upper(): str(getattr(self, name)) for name in SECRET_FIELDS if getattr(self, name)}
+        """``WORKBENCH_*`` variables carrying the secret fields that are set (see :meth:`to_dict`), plus MLflow's
+        own credential variables.
+
+        For the environment of the processes the workbench starts (the Ray head, whose jobs and Serve replicas
+        inherit it): never for a Serve config's or a job's ``runtime_env``, which Ray's dashboard returns to
+        anyone who can reach it.
+        """
+        env = {_ENV_PREFIX + name.upper(): str(getattr(self, name)) for name in SECRET_FIELDS if getattr(self, name)}
+        env.update({var: getattr(self, name) for name, var in MLFLOW_CREDENTIAL_ENV.items() if getattr(self, name)})
+        return env
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
@@ -240,11 +333,14 @@ class Settings:
         return cls(**data)
 
     def engine_env(self) -> dict[str, str]:
-        """Environment that every Ray/MLflow process we start (or job we submit) must carry."""
+        """Environment that every Ray/MLflow process we start (or job we submit) must carry. The registry
+        URI too: ``mlflow.set_registry_uri`` in the caller writes ``MLFLOW_REGISTRY_URI`` into its
+        environment, and a head started from there would resolve ``models:/`` URIs in that other server."""
         return {
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
             "RAY_USAGE_STATS_ENABLED": "0",
             "MLFLOW_TRACKING_URI": self.mlflow_uri,
+            "MLFLOW_REGISTRY_URI": self.mlflow_uri,
             "GIT_PYTHON_REFRESH": "quiet",
         }
 
@@ -264,8 +360,31 @@ def _coerce(name: str, raw: Any, target: Any) -> Any:
     return str(raw)
 
 
-def find_project_dir(start: Path | None = None) -> Path:
-    """The nearest folder at or above ``start`` holding workbench.toml, else ``start`` itself."""
+def _price(name: str, raw: Any) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"price {name} must be a number of US dollars per hour, got {raw!r}") from exc
+    if not value >= 0:
+        raise ConfigError(f"price {name} must be >= 0 dollars per hour, got {raw!r}")
+    return value
+
+
+def find_project_dir(start: Path | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """The project a process works in: ``WORKBENCH_HOME`` when set, else the nearest folder at or above
+    ``start`` (default: the working directory) holding workbench.toml, else ``start`` itself.
+
+    So a notebook run by plain ``papermill`` from another folder, with ``WORKBENCH_HOME`` set or from
+    anywhere inside the project, records into the same project.
+    """
+    env = os.environ if env is None else env
+    home = env.get(_ENV_PREFIX + "HOME")
+    if home:
+        folder = Path(home).expanduser().resolve()
+        if not folder.is_dir():
+            raise ConfigError(f"WORKBENCH_HOME={home!r} is not a folder: point it at the project (the folder "
+                              "holding workbench.toml)")
+        return folder
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / "workbench.toml").is_file():
@@ -284,7 +403,7 @@ def load_settings(
     profile's table wins over the top level.
     """
     env = os.environ if env is None else env
-    root = Path(project_dir).resolve() if project_dir else find_project_dir()
+    root = Path(project_dir).resolve() if project_dir else find_project_dir(env=env)
     defaults = Settings(project_dir=root)
     known = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(Settings)}
     values: dict[str, Any] = {}
@@ -300,7 +419,7 @@ def load_settings(
     profile = str(overrides.get("profile") or env.get(_ENV_PREFIX + "PROFILE") or file_values.get("profile")
                   or "local")
     layered = {k: v for k, v in file_values.items() if k not in ("profiles", "prices")}
-    prices.update(file_values.get("prices", {}))
+    prices.update({k: _price(f"[prices] {k} in {toml_path}", v) for k, v in file_values.get("prices", {}).items()})
     profile_table = file_values.get("profiles", {}).get(profile, {})
     prices.update(profile_table.pop("prices", {}) if isinstance(profile_table, dict) else {})
     layered.update(profile_table)
@@ -314,7 +433,7 @@ def load_settings(
             continue
         key = var[len(_ENV_PREFIX):].lower()
         if key.startswith("price_"):
-            prices[key[len("price_"):]] = float(raw)
+            prices[key[len("price_"):]] = _price(var, raw)
         elif key in known and key != "prices":
             values[key] = _coerce(key, raw, known[key])
         # unrelated WORKBENCH_* variables (for example the test suite's own) are ignored

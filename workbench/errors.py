@@ -7,12 +7,12 @@ class WorkbenchError(Exception):
     """Base of every error the workbench raises on purpose."""
 
 
-class ConfigError(WorkbenchError):
-    """A setting in workbench.toml or a WORKBENCH_* variable is missing or wrong."""
-
-
 class InvalidInput(WorkbenchError):
     """An argument, a notebook parameter, a payload or a file does not have the expected shape."""
+
+
+class ConfigError(InvalidInput):
+    """A setting in workbench.toml or a WORKBENCH_* variable is missing or wrong."""
 
 
 class NotFound(WorkbenchError):
@@ -43,3 +43,11 @@ class ValidationFailed(WorkbenchError):
 
 class StageFailed(WorkbenchError):
     """A stage notebook of a batch run failed; the message names the stage and the executed copy."""
+
+
+def readable(exc: BaseException) -> str:
+    """The message a data scientist sees for ``exc`` in a widget or a panel: the workbench's own errors as
+    written (they say what to do), anything else named by its kind, never a traceback."""
+    if isinstance(exc, WorkbenchError):
+        return str(exc)
+    return f"unexpected {type(exc).__name__}: {exc}"

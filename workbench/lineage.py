@@ -41,13 +41,25 @@ class StageRecord:
     record_id: str = ""
     created_at: str = ""
     path: str = "tabular"  # which lifecycle (PATHS) recorded it
+    # record ids of the records this stage consumed; None in records written before parents were recorded
+    parents: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StageRecord:
-        return cls(**data)
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+IDENTIFYING_SUFFIXES = ("_version", "_id", "_uri", "_path", "_hash")
+"""Output keys that name one artefact (a content hash, a run id, a model URI). Names shared by many artefacts
+(an experiment, a dataset name, a feature service) never link two records."""
+
+
+def identifying(key: str) -> bool:
+    return key.endswith(IDENTIFYING_SUFFIXES) and key != "pipeline_run_id"
 
 
 def git_state(folder: Path) -> tuple[str, bool]:
@@ -95,17 +107,29 @@ def record_stage(
     notebook: str = "",
     pipeline_run_id: str = "",
     path: str = "tabular",
+    parents: list[str | StageRecord] | None = None,
 ) -> StageRecord:
-    """Write the record of a finished stage; also as the stage's latest, and into its batch run folder."""
+    """Write the record of a finished stage; also as the stage's latest, and into its batch run folder.
+
+    ``parents`` are the records (or their ids) the stage consumed. When not given, they are found once,
+    here, from ``inputs``: for each earlier stage, the newest record whose outputs hold one of the inputs'
+    identifying values (:data:`IDENTIFYING_SUFFIXES`) and contradict none of them. :func:`trace` then
+    follows these ids only.
+    """
     if stage not in STAGES:
         raise InvalidInput(f"unknown stage {stage!r}; stages are {STAGES}")
     _check_path(path)
+    clean_inputs = _jsonable(inputs or {}, "inputs")
+    if parents is None:
+        parent_ids = _find_parents(settings, stage, clean_inputs, path)
+    else:
+        parent_ids = [p.record_id if isinstance(p, StageRecord) else str(p) for p in parents]
     commit, dirty = git_state(settings.project_dir)
     now = datetime.now(UTC)
     record = StageRecord(
         stage=stage,
         outputs=_jsonable(outputs, "outputs"),
-        inputs=_jsonable(inputs or {}, "inputs"),
+        inputs=clean_inputs,
         parameters=_jsonable(parameters or {}, "parameters"),
         notebook=notebook,
         git_commit=commit,
@@ -114,6 +138,7 @@ def record_stage(
         record_id=f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
         created_at=now.isoformat(),
         path=path,
+        parents=parent_ids,
     )
     folder = _stage_dir(settings.lineage_dir, stage, path)
     _write_json(folder / f"{record.record_id}.json", record.to_dict())
@@ -162,21 +187,47 @@ def records(settings: Settings, stage: str, path: str = "tabular") -> list[Stage
     return sorted(found, key=lambda r: r.created_at)
 
 
+def _find_parents(settings: Settings, stage: str, inputs: dict[str, Any], path: str) -> list[str]:
+    wanted = {k: v for k, v in inputs.items() if identifying(k) and v not in (None, "")}
+    if not wanted:
+        return []
+    found: list[str] = []
+    for earlier in reversed(STAGES[:STAGES.index(stage)]):
+        for candidate in reversed(records(settings, earlier, path)):
+            shared = {k for k in wanted if k in candidate.outputs}
+            if shared and all(candidate.outputs[k] == wanted[k] for k in shared):
+                found.append(candidate.record_id)
+                break
+    return found
+
+
+def get_record(settings: Settings, record_id: str, path: str = "tabular") -> StageRecord:
+    """The record with this id, on lifecycle ``path``."""
+    _check_path(path)
+    for stage in STAGES:
+        file = _stage_dir(settings.lineage_dir, stage, path) / f"{record_id}.json"
+        if file.is_file():
+            return StageRecord.from_dict(json.loads(file.read_text()))
+    raise NotFound(f"no lineage record {record_id!r} on the {path} path")
+
+
 def trace(settings: Settings, record: StageRecord) -> list[StageRecord]:
-    """The chain from ``record`` back to the earliest stage: each step is the newest earlier record whose
-    outputs match one of the inputs of the step after it."""
+    """The chain from ``record`` back to the earliest stage, following each record's ``parents`` ids (the
+    nearest earlier stage first). A record written before parents were recorded is followed through the
+    identifying-value match that :func:`record_stage` uses."""
     chain = [record]
     current = record
-    index = STAGES.index(record.stage)
-    for stage in reversed(STAGES[:index]):
-        wanted = {k: v for k, v in current.inputs.items() if v not in (None, "")}
-        match = None
-        for candidate in reversed(records(settings, stage, record.path)):
-            if any(candidate.outputs.get(k) == v for k, v in wanted.items()):
-                match = candidate
-                break
-        if match is None:
-            continue
-        chain.append(match)
-        current = match
-    return chain
+    while True:
+        ids = current.parents if current.parents is not None else _find_parents(
+            settings, current.stage, current.inputs, current.path)
+        parents = []
+        for record_id in ids:
+            try:
+                parents.append(get_record(settings, record_id, current.path))
+            except NotFound:
+                continue  # a deleted record ends that branch
+        earlier = [p for p in parents if STAGES.index(p.stage) < STAGES.index(current.stage)]
+        if not earlier:
+            return chain
+        current = max(earlier, key=lambda p: STAGES.index(p.stage))
+        chain.append(current)

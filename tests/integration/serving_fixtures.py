@@ -104,8 +104,8 @@ def expected_scores(model: ServedModel, batch: list[dict[str, object]], version:
     features["hour_of_day"] = when.hour
     features["is_night"] = (when.hour < 6).astype(int)
     pyfunc = mlflow.pyfunc.load_model(model.version_uri(version))
-    columns = pyfunc.metadata.get_input_schema().input_names()
-    return np.asarray(pyfunc.predict(features[columns].astype("float64")))
+    types = {c.name: c.type.to_numpy() for c in pyfunc.metadata.get_input_schema().inputs}
+    return np.asarray(pyfunc.predict(features[list(types)].astype(types)))  # in the signature's types
 
 
 class Load:

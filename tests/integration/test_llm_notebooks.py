@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,18 +42,44 @@ def _env_for(settings: Settings, state_dir: Path) -> dict[str, str]:
     }
 
 
+FEAST_FIRST = """\
+# Written by test_llm_notebooks: every kernel imports Feast before the notebook runs, as a kernel that has
+# used the feature store has. feast.metrics points PROMETHEUS_MULTIPROC(ESS)_DIR at a temp dir of its own,
+# deleted when the kernel exits: a vLLM server that inherited it would fail every /metrics call later.
+import os
+import feast.metrics  # noqa: F401
+assert os.path.isdir(os.environ["PROMETHEUS_MULTIPROCESS_DIR"])
+with open(os.environ["WB_TEST_FEAST_MARKER"], "a") as marker:
+    marker.write(os.environ["PROMETHEUS_MULTIPROCESS_DIR"] + "\\n")
+"""
+
+
 def test_llm_notebooks_pass_under_nbval_with_smollm2(services: Settings, tmp_path: Path) -> None:
+    """The three notebooks in separate kernels, one after another as papermill runs them, each kernel with
+    Feast imported first (an IPython startup file): 03 scrapes vLLM's /metrics after 02's kernel is gone."""
     state = tmp_path / "state"
     settings = services.replace(state_dir=state, vllm_port=_vllm_port(services))
-    env = {**os.environ, **services.engine_env(), **_env_for(services, state)}
+    startup = tmp_path / "ipython" / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    (startup / "00-feast-first.py").write_text(FEAST_FIRST)
+    env = {**os.environ, **services.engine_env(), **_env_for(services, state), "IPYTHONDIR": str(tmp_path / "ipython"),
+           "WB_TEST_FEAST_MARKER": str(tmp_path / "feast-first.txt")}
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR"):  # this process may have imported Feast
+        env.pop(name, None)
     paths = [str(ROOT / "notebooks" / "llm" / name) for name in NOTEBOOKS]
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q", "--timeout=900", *paths],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
-        )
-        tail = proc.stdout[-5000:] + proc.stderr[-2000:]
-        assert proc.returncode == 0, tail
+        for path in paths:  # one kernel per notebook, one after another, as papermill runs them
+            proc = subprocess.run(
+                [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q", "--timeout=900", path],
+                cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
+            )
+            tail = proc.stdout[-5000:] + proc.stderr[-2000:]
+            assert proc.returncode == 0, tail
+            marker = tmp_path / "feast-first.txt"
+            for folder in marker.read_text().split():  # what Feast's exit handler does when a kernel ends
+                shutil.rmtree(folder, ignore_errors=True)
+        feast_dirs = marker.read_text().split()
+        assert len(feast_dirs) == 3 and len(set(feast_dirs)) == 3  # each kernel imported Feast, its own dir
         registry, deploy, monitor = (latest_record(settings, s, path="llm") for s in ("registry", "deploy", "monitor"))
         for stage in ("registry", "deploy", "monitor"):  # the tabular notebooks would read these: none may exist
             with pytest.raises(NotFound):

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 
@@ -42,6 +44,7 @@ from workbench.serving import (
 pytestmark = pytest.mark.integration
 
 MODEL = "tiny-gpt2-test"
+API_KEY = "wb-canary-" + uuid.uuid4().hex  # vLLM refuses /v1 requests without it
 VLLM_PORT_ABOVE_SERVE = 500  # 27500 (+ WORKBENCH_TEST_PORT_OFFSET): outside Ray's worker range
 
 
@@ -49,7 +52,7 @@ VLLM_PORT_ABOVE_SERVE = 500  # 27500 (+ WORKBENCH_TEST_PORT_OFFSET): outside Ray
 def llm_settings(services: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     state = tmp_path_factory.mktemp("llm-state")
     settings = services.replace(state_dir=state, vllm_port=services.serve_port + VLLM_PORT_ABOVE_SERVE,
-                                experiment="workbench-llm-tests")
+                                experiment="workbench-llm-tests", vllm_api_key=API_KEY)
     yield settings
     for deployment in list_llm_deployments(settings):
         stop_llm(settings, deployment.name)
@@ -75,6 +78,18 @@ def deployed(llm_settings: Settings, versions: list[str]) -> str:
     assert info.model_uri == versions[0] and info.requested_uri.endswith("@champion")
     assert info.port == llm_settings.vllm_port and info.running
     return info.name
+
+
+def test_the_api_key_is_required_and_never_on_the_command_line(llm_settings: Settings, deployed: str) -> None:
+    info = get_llm_deployment(llm_settings, deployed)
+    assert requests.get(f"{info.url}/v1/models", timeout=10).status_code == 401  # no key, no answer
+    keyed = requests.get(f"{info.url}/v1/models", timeout=10, headers={"Authorization": f"Bearer {API_KEY}"})
+    assert keyed.status_code == 200 and keyed.json()["data"][0]["id"] == "tiny"
+    assert served_models(llm_settings, deployed) == ["tiny"]  # the workbench's client sends it
+    proc = psutil.Process(info.pid)
+    assert not any(API_KEY in arg for arg in proc.cmdline())  # `ps` shows argv to every user
+    leaked = [p for p in llm_settings.state_dir.rglob("*") if p.is_file() and API_KEY.encode() in p.read_bytes()]
+    assert leaked == [], f"the key is written in {leaked}"
 
 
 def test_deploy_serves_completions_chat_and_streaming(llm_settings: Settings, deployed: str) -> None:

@@ -250,3 +250,38 @@ def test_missing_models_versions_and_aliases_are_not_found(
         resolve_model_uri(services, "models:/no-version-here")
     with pytest.raises(NotFound, match="no logged model"):
         resolve_model_uri(services, "models:/m-" + "0" * 32)
+
+
+def test_the_guard_scores_any_task_on_the_holdout(services: Settings) -> None:
+    """The champion guard's holdout metric per task: RMSE for regression, accuracy of the most probable class
+    for multiclass, computed here from the models' own predictions."""
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    from workbench.registry.promote import holdout_score
+
+    rng = np.random.default_rng(11)
+    x = pd.DataFrame({"a b": rng.normal(size=120), "c.d": rng.normal(size=120)})
+    y = 2.0 * x["a b"] - x["c.d"] + rng.normal(scale=0.3, size=120)
+    mlflow.set_tracking_uri(services.mlflow_uri)
+    mlflow.set_experiment("workbench-tests-holdout")
+    reg = LinearRegression().fit(x.iloc[:80], y.iloc[:80])
+    with mlflow.start_run():
+        uri = mlflow.sklearn.log_model(reg, name="model", input_example=x.head(2)).model_uri
+    holdout = x.iloc[80:].assign(y=y.iloc[80:].to_numpy())
+    expected = float(np.sqrt(np.mean((reg.predict(x.iloc[80:]) - y.iloc[80:].to_numpy()) ** 2)))
+    assert holdout_score(services, uri, holdout, "y", "regression") == pytest.approx(expected, rel=1e-9)
+
+    classes = np.where(y > 0.5, "high", np.where(y < -0.5, "low", "mid"))
+    clf = LogisticRegression(max_iter=500).fit(x.iloc[:80], classes[:80])
+
+    class Proba(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+            return pd.DataFrame(clf.predict_proba(model_input), columns=[f"proba_{c}" for c in clf.classes_])
+
+    with mlflow.start_run():
+        muri = mlflow.pyfunc.log_model(name="model", python_model=Proba(), input_example=x.head(2)).model_uri
+    labelled = x.iloc[80:].assign(kind=classes[80:])
+    accuracy = float(np.mean(clf.predict(x.iloc[80:]) == classes[80:]))
+    assert holdout_score(services, muri, labelled, "kind", "multiclass") == pytest.approx(accuracy)
+    with pytest.raises(InvalidInput, match="task must be one of"):
+        holdout_score(services, uri, holdout, "y", "ranking")

@@ -11,7 +11,7 @@ from ray.job_submission import JobSubmissionClient
 from workbench.config import Settings
 from workbench.errors import ServiceUnavailable
 from workbench.services import ServiceManager
-from workbench.services._process import ProcessRecord
+from workbench.services.processes import ProcessRecord
 
 pytestmark = pytest.mark.integration
 

@@ -148,7 +148,8 @@ def test_a_model_whose_signature_the_feature_service_cannot_fill_is_refused(depl
                     "        return model_input['credit_score'] * 0.0\n\nmlflow.models.set_model(M())\n")
     example = pd.DataFrame({"amount": [1.0], "credit_score": [700.0]})
     mlflow.set_tracking_uri(settings.mlflow_uri)
-    with mlflow.start_run(experiment_id=mlflow.set_experiment(settings.experiment).experiment_id):
+    with mlflow.start_run(experiment_id=mlflow.set_experiment(settings.experiment).experiment_id,
+                          tags={"workbench.feature_service": "fraud_model_v1"}):  # Feast fills the rest
         info = mlflow.pyfunc.log_model(name="model", python_model=str(code), input_example=example,
                                        registered_model_name=f"{deployed.model_name}-other")
     with pytest.raises(InvalidInput, match="credit_score"):

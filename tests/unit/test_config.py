@@ -45,6 +45,8 @@ def test_env_prices_and_types(tmp_path: Path) -> None:
         ("[prices]\ntpu_hour_usd = 1\n", {}, "unknown price"),
         ("", {"WORKBENCH_SERVE_INGRESS": "nginx"}, "serve_ingress must be one of"),
         ("", {"WORKBENCH_HAPROXY_STATS_PORT": "0"}, "haproxy_stats_port must be a TCP port"),
+        ("", {"WORKBENCH_PREDICTION_LOG_SEGMENT_MB": "0"}, "prediction_log_segment_mb must be positive"),
+        ("", {"WORKBENCH_PREDICTION_LOG_SEGMENT_AGE_S": "soon"}, "prediction_log_segment_age_s"),
     ],
 )
 def test_bad_settings_raise_config_error(tmp_path: Path, toml: str, env: dict[str, str], message: str) -> None:
@@ -76,21 +78,73 @@ def test_project_dir_found_from_subfolder(tmp_path: Path) -> None:
 
 
 def test_serve_ingress_env_for_the_ray_head(tmp_path: Path) -> None:
-    assert load_settings(tmp_path, env={}).serve_ingress_env() == {}  # Serve's own proxy: Ray's defaults
-    s = load_settings(tmp_path, env={"WORKBENCH_SERVE_INGRESS": "haproxy", "WORKBENCH_HAPROXY_STATS_PORT": "18404"})
+    proxy = load_settings(tmp_path, env={"WORKBENCH_SERVE_INGRESS": "proxy"})
+    assert proxy.serve_ingress_env() == {}  # Serve's own proxy: Ray's defaults
+    assert load_settings(tmp_path, env={}).serve_ingress == "haproxy"  # the fast ingress is the default
+    s = load_settings(tmp_path, env={"WORKBENCH_HAPROXY_STATS_PORT": "18404"})
     env = s.serve_ingress_env()
     assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and env["RAY_SERVE_HAPROXY_STATS_PORT"] == "18404"
     assert env["RAY_SERVE_HAPROXY_METRICS_PORT"] == "9101"
     paths = [v for k, v in env.items() if k.endswith(("_LOC", "_PATH", "_BASE", "_FILE"))]
-    assert len(paths) == 5 and all(Path(v).is_relative_to(s.haproxy_dir) for v in paths)  # not /tmp/haproxy-serve
+    assert len(paths) == 6 and all(Path(v).is_relative_to(s.haproxy_dir) for v in paths)  # not /tmp/haproxy-serve
+    # a stopping replica stays reachable behind the local HAProxy for 10 s, not Ray's cluster-sized 30 s
+    assert env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "10.0"
+    quick = load_settings(tmp_path, env={"WORKBENCH_SERVE_DRAIN_S": "2.5"})
+    assert quick.serve_ingress_env()["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "2.5"
+    with pytest.raises(ConfigError, match="serve_drain_s"):
+        load_settings(tmp_path, env={"WORKBENCH_SERVE_DRAIN_S": "-1"})
 
 
-def test_haproxy_dir_stays_short_enough_for_haproxys_socket_paths(tmp_path: Path) -> None:
-    shallow = Settings(project_dir=tmp_path, state_dir=Path("/tmp/wb"))
-    assert shallow.haproxy_dir == Path("/tmp/wb/haproxy")
-    deep = Settings(project_dir=tmp_path, state_dir=tmp_path / ("x" * 60) / ".workbench")
-    other = Settings(project_dir=tmp_path, state_dir=tmp_path / ("y" * 60) / ".workbench")
-    assert deep.haproxy_dir != other.haproxy_dir  # still one folder per state_dir
+def test_socket_folders_stay_short_whatever_the_checkout_path(tmp_path: Path) -> None:
+    deep = Settings(project_dir=tmp_path / ("x" * 150))
+    other = Settings(project_dir=tmp_path / ("y" * 150))
+    assert deep.ray_temp_dir != other.ray_temp_dir and deep.haproxy_dir != other.haproxy_dir  # one per project
     for s in (deep, other):
+        s.check_socket_paths()
         socket = s.haproxy_dir / ("n" * 56) / "metrics.sock"  # Ray adds the node id
         assert len(str(socket).encode()) <= 97  # HAProxy's limit for a log socket
+        ray_socket = s.ray_temp_dir / "session_2026-12-01_19-35-52_123456_4194304" / "sockets" / "dash_MetricsHead"
+        assert len(str(ray_socket).encode()) <= 107  # AF_UNIX
+    assert deep.ray_dir == deep.state_dir / "ray"  # where users look for the logs (a link, made at start)
+
+
+def test_a_socket_root_too_deep_is_a_clear_error(tmp_path: Path) -> None:
+    s = Settings(project_dir=tmp_path, short_dir_root=str(tmp_path / ("z" * 80)))
+    with pytest.raises(ConfigError, match="short_dir_root.*WORKBENCH_SHORT_DIR_ROOT"):
+        s.check_socket_paths()
+
+
+def test_ray_dir_links_to_the_short_temp_dir(tmp_path: Path) -> None:
+    from workbench.services.manager import link_ray_dir
+
+    s = Settings(project_dir=tmp_path / "p", short_dir_root=str(tmp_path / "t"))
+    (s.ray_dir / "session_old").mkdir(parents=True)  # the old layout: a real folder
+    target = link_ray_dir(s)
+    assert s.ray_dir.is_symlink() and s.ray_dir.resolve() == target.resolve() == s.ray_temp_dir.resolve()
+    assert [p.name for p in s.state_dir.glob("ray.previous-*/session_old")] == ["session_old"]  # kept
+    assert link_ray_dir(s) == target and s.ray_dir.is_symlink()  # idempotent
+
+
+def test_a_price_that_is_not_a_number_names_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="WORKBENCH_PRICE_CPU_HOUR_USD.*'cheap'"):
+        load_settings(tmp_path, env={"WORKBENCH_PRICE_CPU_HOUR_USD": "cheap"})
+    (tmp_path / "workbench.toml").write_text("[prices]\ngpu_hour_usd = 'lots'\n")
+    with pytest.raises(ConfigError, match="gpu_hour_usd.*'lots'"):
+        load_settings(tmp_path, env={})
+    with pytest.raises(ConfigError, match="mlflow_port.*'five'"):
+        load_settings(tmp_path / "none", env={"WORKBENCH_MLFLOW_PORT": "five"})
+
+
+def test_workbench_home_names_the_project_from_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "workbench.toml").write_text("experiment = 'mine'\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # plain papermill run from another folder
+    s = load_settings(env={"WORKBENCH_HOME": str(project)})
+    assert s.project_dir == project.resolve() and s.state_dir == project.resolve() / ".workbench"
+    assert s.experiment == "mine"
+    assert load_settings(env={}).project_dir == elsewhere.resolve()  # without it: the folder itself
+    with pytest.raises(ConfigError, match="WORKBENCH_HOME"):
+        load_settings(env={"WORKBENCH_HOME": str(tmp_path / "missing")})

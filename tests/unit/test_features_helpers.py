@@ -25,16 +25,20 @@ def test_default_yaml_is_local_sqlite_file_store(tmp_path: Path) -> None:
     assert config["registry"]["path"] == str(settings.feast_dir / "registry.db")
 
 
-def test_redis_and_postgres_online_stores_come_from_settings(tmp_path: Path) -> None:
+def test_redis_and_postgres_online_stores_come_from_settings_without_their_secrets(tmp_path: Path) -> None:
     redis = Settings(project_dir=tmp_path, feast_online_store="redis",
-                     feast_online_store_connection="redis.feast.svc:6379,db=1")
-    assert yaml.safe_load(feature_store_yaml(redis))["online_store"] == {
-        "type": "redis", "connection_string": "redis.feast.svc:6379,db=1"}
+                     feast_online_store_connection="redis.feast.svc:6379,db=1,password=r3dis")
+    text = feature_store_yaml(redis)
+    assert yaml.safe_load(text)["online_store"] == {
+        "type": "redis", "connection_string": "${WORKBENCH_FEAST_REDIS_CONNECTION}"}
+    assert "r3dis" not in text and "redis.feast.svc" not in text
     pg = Settings(project_dir=tmp_path, feast_online_store="postgres",
                   feast_online_store_connection="postgresql://feast:s%40cret@pg.svc:6543/features?sslmode=disable")
-    assert yaml.safe_load(feature_store_yaml(pg))["online_store"] == {
+    text = feature_store_yaml(pg)
+    assert yaml.safe_load(text)["online_store"] == {
         "type": "postgres", "host": "pg.svc", "port": 6543, "database": "features", "db_schema": "public",
-        "user": "feast", "password": "s@cret", "sslmode": "disable"}
+        "user": "feast", "password": "${WORKBENCH_FEAST_POSTGRES_PASSWORD}", "sslmode": "disable"}
+    assert "s@cret" not in text and "s%40cret" not in text
 
 
 @pytest.mark.parametrize("store, connection, message", [

@@ -61,3 +61,37 @@ def test_llm_records_never_shadow_the_tabular_ones(tmp_path: Path) -> None:
         latest_record(s, "monitor", path="llm")
     with pytest.raises(InvalidInput, match="unknown lineage path"):
         record_stage(s, "data", {}, path="vision")
+
+
+def test_two_lifecycles_side_by_side_each_trace_to_their_own_frame_and_dataset(tmp_path: Path) -> None:
+    """The old trace linked on *any* shared key: a model trained on frame A traced to frame B because both
+    frames were built for the same feature service, and B's record was newer."""
+    s = Settings(project_dir=tmp_path)
+    data_a = record_stage(s, "data", {"dataset_version": "sha256:aaa", "dataset": "cards"})
+    data_b = record_stage(s, "data", {"dataset_version": "sha256:bbb", "dataset": "cards"})
+    feats_a = record_stage(s, "features", {"feature_service": "fs", "training_frame_version": "fa",
+                                           "training_frame_path": "/f/a.parquet"},
+                           inputs={"dataset_version": "sha256:aaa", "dataset": "cards"})
+    feats_b = record_stage(s, "features", {"feature_service": "fs", "training_frame_version": "fb",
+                                           "training_frame_path": "/f/b.parquet"},
+                           inputs={"dataset_version": "sha256:bbb", "dataset": "cards"})
+    train_a = record_stage(s, "train", {"run_id": "run-a", "experiment": "e"},
+                           inputs={"training_frame_version": "fa", "feature_service": "fs"})
+    train_b = record_stage(s, "train", {"run_id": "run-b", "experiment": "e"},
+                           inputs={"training_frame_version": "fb", "feature_service": "fs"})
+    reg_a = record_stage(s, "registry", {"model_uri": "models:/m/1"}, inputs={"run_id": "run-a", "experiment": "e"})
+    assert feats_a.parents == [data_a.record_id] and train_a.parents == [feats_a.record_id]
+    assert [r.record_id for r in trace(s, reg_a)] == [reg_a.record_id, train_a.record_id, feats_a.record_id,
+                                                      data_a.record_id]
+    assert [r.record_id for r in trace(s, train_b)] == [train_b.record_id, feats_b.record_id, data_b.record_id]
+
+
+def test_explicit_parents_win_and_names_alone_link_nothing(tmp_path: Path) -> None:
+    s = Settings(project_dir=tmp_path)
+    data_1 = record_stage(s, "data", {"dataset_version": "v1", "dataset": "cards"})
+    record_stage(s, "data", {"dataset_version": "v2", "dataset": "cards"})
+    only_names = record_stage(s, "features", {"feature_service": "fs"}, inputs={"dataset": "cards"})
+    assert only_names.parents == [] and trace(s, only_names) == [only_names]
+    explicit = record_stage(s, "features", {"feature_service": "fs"}, inputs={"dataset": "cards"},
+                            parents=[data_1])
+    assert [r.record_id for r in trace(s, explicit)] == [explicit.record_id, data_1.record_id]

@@ -1,9 +1,11 @@
 """The batch runner on tiny stage notebooks: hand-over of outputs, stop at failure, resume."""
 
 import json
+import time
 from pathlib import Path
 
 import nbformat
+import psutil
 import pytest
 
 from workbench.config import Settings
@@ -75,3 +77,30 @@ def test_bad_requests(project: Settings) -> None:
         run_pipeline(project, until="data", parameters={"data": {"rows": 1}})
     with pytest.raises(NotFound, match="cannot start at 'train'"):
         run_pipeline(project, start="train")
+
+
+def test_a_hanging_stage_is_stopped_by_its_timeout_and_the_run_resumes(project: Settings) -> None:
+    nbs = project.project_dir / "notebooks"
+    _notebook(nbs / "02_features.ipynb", "dataset_version = ''\nhang = True\npipeline_run_id = ''",
+              "import os, pathlib, time\n"
+              "pathlib.Path('kernel.pid').write_text(str(os.getpid()))\n"
+              "while hang:\n    time.sleep(0.2)\n"
+              + RECORD.format(stage="features", outputs='{"frame": dataset_version + "-frame"}',
+                              inputs='{"dataset_version": dataset_version}'))
+    run_pipeline(project, until="data", run_id="hung", progress=lambda _: None)
+    started = time.monotonic()
+    with pytest.raises(StageFailed, match="stage 'features' failed.*time limit of 60 s") as info:
+        run_pipeline(project, start="features", until="features", resume_run="hung", run_id="hung",
+                     stage_timeout_s=60, progress=lambda _: None)
+    assert time.monotonic() - started < 200
+    assert "--resume hung" in str(info.value)
+    kernel = int((nbs / "kernel.pid").read_text())
+    deadline = time.monotonic() + 30
+    while psutil.pid_exists(kernel) and psutil.Process(kernel).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the hung stage's kernel still runs"
+        time.sleep(0.2)
+    report = json.loads((project.runs_dir / "hung" / "report.json").read_text())
+    assert [(s["stage"], s["status"]) for s in report["stages"]] == [("features", "failed")]
+    resumed = run_pipeline(project, start="features", until="features", resume_run="hung",
+                           parameters={"features": {"hang": False}}, progress=lambda _: None)
+    assert resumed.ok and resumed.stages[0].outputs == {"frame": "v1-frame"}

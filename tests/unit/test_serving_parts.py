@@ -14,7 +14,7 @@ import yaml
 
 from workbench.config import Settings, load_settings
 from workbench.errors import InvalidInput
-from workbench.features import REQUEST_FEATURES
+from workbench.features import FEATURE_SERVICE, MERCHANT_FEATURES, MODEL_FEATURES, REQUEST_FEATURES, USER_FEATURES
 from workbench.monitoring import performance_summary, read_log
 from workbench.serving import (
     PayloadError,
@@ -25,22 +25,41 @@ from workbench.serving import (
 )
 from workbench.serving.deployments import Autoscaling, Resources
 from workbench.serving.kserve import inference_service
-from workbench.serving.payload import MAX_INSTANCES, REQUEST_COLUMNS, parse_instance
+from workbench.serving.lookup import FraudLookup, request_schema
+from workbench.serving.payload import MAX_INSTANCES, RequestSchema
 from workbench.serving.prediction_log import check_deployment_name
+from workbench.serving.signature import Field, ModelSignature
+
+FRAUD_SIGNATURE = ModelSignature(tuple(Field(name, "double") for name in MODEL_FEATURES), ())
 
 
-def test_request_columns_are_the_feature_modules_request_features() -> None:
-    assert REQUEST_COLUMNS == REQUEST_FEATURES
+def fraud_lookup() -> FraudLookup:
+    """The fraud configuration with the service's features given, so no Feast store is needed."""
+    return FraudLookup.open(Settings(), FEATURE_SERVICE, provides=(*USER_FEATURES, *MERCHANT_FEATURES))
+
+
+FRAUD = request_schema(FRAUD_SIGNATURE, fraud_lookup())
+
+
+def one(raw: dict[str, object], schema: RequestSchema = FRAUD):  # type: ignore[no-untyped-def]
+    return parse_payload({"instances": [raw]}, schema)[0]
+
+
+def test_the_fraud_request_is_ids_and_amount_and_the_rest_is_derived_or_looked_up() -> None:
+    assert FRAUD.names == ["user_id", "merchant_id", "amount"] and FRAUD.required == FRAUD.names
+    lookup = fraud_lookup()
+    assert ("amount", *lookup.derived) == REQUEST_FEATURES  # as the feature module splits them
 
 
 def test_a_valid_instance_derives_hour_and_night_from_its_time() -> None:
-    instance = parse_instance({"user_id": 3, "merchant_id": 4, "amount": 12, "timestamp": "2026-03-01T04:30:00Z",
-                               "request_id": "r1"})
-    assert (instance.user_id, instance.merchant_id, instance.amount) == (3, 4, 12.0)
-    assert instance.timestamp == datetime(2026, 3, 1, 4, 30, tzinfo=UTC)
-    assert (instance.hour_of_day, instance.is_night, instance.request_id) == (4, 1, "r1")
-    later = parse_instance({"user_id": 3, "merchant_id": 4, "amount": 1, "timestamp": "2026-03-01T08:00:00+02:00"})
-    assert (later.hour_of_day, later.is_night) == (6, 0)  # converted to UTC first
+    row = one({"user_id": 3, "merchant_id": 4, "amount": 12, "timestamp": "2026-03-01T04:30:00Z", "request_id": "r1"})
+    assert (row.values["user_id"], row.values["merchant_id"], row.values["amount"]) == (3, 4, 12.0)
+    assert row.timestamp == datetime(2026, 3, 1, 4, 30, tzinfo=UTC) and row.request_id == "r1"
+    later = one({"user_id": 3, "merchant_id": 4, "amount": 1, "timestamp": "2026-03-01T08:00:00+02:00"})
+    lookup = fraud_lookup()
+    times = [row.timestamp, later.timestamp]
+    assert lookup.derive("hour_of_day", times).tolist() == [4, 6]  # converted to UTC first
+    assert lookup.derive("is_night", times).tolist() == [1, 0]
     assert len(later.request_id) == 32  # generated
 
 
@@ -62,14 +81,14 @@ def test_a_valid_instance_derives_hour_and_night_from_its_time() -> None:
 ])
 def test_bad_payloads_name_the_field(body: object, field: str, words: str) -> None:
     with pytest.raises(PayloadError) as caught:
-        parse_payload(body)
+        parse_payload(body, FRAUD)
     assert caught.value.field == field
     assert words in str(caught.value)
     assert isinstance(caught.value, InvalidInput)
 
 
 def test_one_payload_timestamp_for_instances_without_one() -> None:
-    instances = parse_payload({"instances": [{"user_id": 1, "merchant_id": 1, "amount": 1}] * 3})
+    instances = parse_payload({"instances": [{"user_id": 1, "merchant_id": 1, "amount": 1}] * 3}, FRAUD)
     assert len({i.timestamp for i in instances}) == 1
     assert len({i.request_id for i in instances}) == 3
 
@@ -200,7 +219,10 @@ def test_app_config_pins_the_version_and_maps_resources(tmp_path: Path) -> None:
     assert deployment["user_config"]["model_uri"] == "models:/fraud/3"
     assert deployment["user_config"]["max_batch_size"] == 8
     assert "pw@" not in json.dumps(fixed["args"])
-    assert fixed["runtime_env"]["env_vars"]["WORKBENCH_FEAST_ONLINE_STORE_CONNECTION"] == "postgresql://u:pw@h/db"
+    # the secret is in neither args nor runtime_env (Serve's REST API shows both); only its variable's name is
+    assert "pw@" not in json.dumps(fixed) and "WORKBENCH_FEAST_ONLINE_STORE_CONNECTION" not in fixed["runtime_env"][
+        "env_vars"]
+    assert fixed["args"]["secret_variables"] == ["WORKBENCH_FEAST_ONLINE_STORE_CONNECTION"]
     scaled = app_config(settings, "fraud", target, Resources(autoscaling=Autoscaling(1, 4, 5.0)))
     assert scaled["deployments"][0]["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 4,
                                                               "target_ongoing_requests": 5.0}

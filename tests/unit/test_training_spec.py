@@ -77,7 +77,7 @@ def test_save_and_load(frame_path: str, tmp_path: Path) -> None:
     ({"feature_columns": ["f0", "f0"]}, "duplicates"),
     ({"feature_columns": ["f0", "is_fraud"]}, "leaks"),
     ({"feature_columns": ["f0", "nope"]}, "lacks columns ['nope']"),
-    ({"feature_columns": ["f0", "city"]}, "numeric"),
+    ({"feature_columns": ["f0", "city"], "categorical_columns": []}, "categorical_columns"),
     ({"label_column": "label"}, "lacks columns ['label']"),
     ({"frame_path": "/nonexistent/frame.parquet"}, "does not exist"),
     ({"sweep": {"search_space": {}}}, "non-empty"),

@@ -16,9 +16,11 @@ from workbench.data.schema import (
     ValidationReport,
     validate,
 )
+from workbench.data.task import TASK_KINDS, Task, check_task
 
 __all__ = [
     "MAX_LIMIT",
+    "TASK_KINDS",
     "TRANSACTIONS_SCHEMA",
     "ColumnProfile",
     "ColumnSpec",
@@ -28,8 +30,10 @@ __all__ = [
     "Histogram",
     "Page",
     "Schema",
+    "Task",
     "ValidationIssue",
     "ValidationReport",
+    "check_task",
     "content_hash",
     "generate_transactions",
     "profile_dataset",

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from workbench.config import Settings
 from workbench.data import _source
 from workbench.data.schema import Schema, validate
+from workbench.data.task import Task, check_task
 from workbench.errors import InvalidInput, NotFound, ServiceUnavailable, ValidationFailed, WorkbenchError
 
 INDEX_NAME = "catalog.json"
@@ -57,6 +58,12 @@ class DatasetVersion:
     files: list[str] = field(default_factory=list)  # relative paths, in hashing order
     description: str = ""
     valid: bool | None = None  # None when no schema was declared
+    task: dict[str, Any] | None = None  # the Task it supports (workbench.data.task), checked against the data
+
+    @property
+    def task_spec(self) -> Task | None:
+        """The declared :class:`Task`, or None."""
+        return Task.from_dict(self.task) if self.task else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,11 +152,15 @@ class DatasetCatalog:
         description: str = "",
         allow_invalid: bool = False,
         snapshot: bool = False,
+        task: Task | Mapping[str, Any] | None = None,
     ) -> DatasetVersion:
         """Register a Parquet/CSV file or folder as a version of ``name`` (idempotent per content).
 
         With a ``schema``, the data is validated first and a failing version is refused with
         ValidationFailed unless ``allow_invalid=True`` (then it is recorded with ``valid=False``).
+        With a ``task`` (label, kind, keys, timestamp), it is checked against the data first (a missing,
+        constant or wrongly typed label is an InvalidInput naming the column) and stored with the version;
+        registering the same content with another task updates the version's task.
         """
         if not isinstance(name, str) or not _NAME.match(name):
             raise InvalidInput(f"dataset name {name!r} must be 1-128 letters, digits, '.', '_' or '-', "
@@ -159,9 +170,12 @@ class DatasetCatalog:
         digest, n_bytes = content_hash(data.root)
         vid = version_id(digest)
 
+        checked = None if task is None else self._check_task(task, data, inferred)
         existing = self._find(name, digest)
         if existing is not None:
-            return existing
+            if checked is None or existing.task == checked.to_dict():
+                return existing
+            return self._set_task(name, digest, checked)
 
         declared = None if schema is None else (schema if isinstance(schema, Schema) else Schema.from_dict(schema))
         valid: bool | None = None
@@ -178,7 +192,8 @@ class DatasetCatalog:
             name=name, version=vid, path=str(stored), format=data.format, n_rows=n_rows, n_bytes=n_bytes,
             schema=(declared or inferred).to_dict(),
             created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds"),
-            digest=digest, files=data.relative(), description=description, valid=valid)
+            digest=digest, files=data.relative(), description=description, valid=valid,
+            task=checked.to_dict() if checked else None)
         with self._locked():
             index = self._load()
             versions = index["datasets"].setdefault(name, [])
@@ -188,6 +203,26 @@ class DatasetCatalog:
             versions.append(record.to_dict())
             self._save(index)
         return record
+
+    def _check_task(self, task: Task | Mapping[str, Any], data: _source.DataFiles, inferred: Schema) -> Task:
+        spec = task if isinstance(task, Task) else Task.from_dict(task)
+        columns = [c.name for c in inferred.columns]
+        con = _source.connect()
+        try:
+            with _source.errors_as_invalid_input(data, "check the task of"):
+                return check_task(spec, _source.scan_sql(data), columns, con, _source.params(data))
+        finally:
+            con.close()
+
+    def _set_task(self, name: str, digest: str, task: Task) -> DatasetVersion:
+        with self._locked():
+            index = self._load()
+            for v in index["datasets"].get(name, []):
+                if v.get("digest") == digest:
+                    v["task"] = task.to_dict()
+                    self._save(index)
+                    return DatasetVersion.from_dict(v)
+        raise NotFound(f"dataset {name!r} lost its version {version_id(digest)} while its task was set")
 
     def _find(self, name: str, digest: str) -> DatasetVersion | None:
         for v in self._load()["datasets"].get(name, []):

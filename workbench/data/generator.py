@@ -53,8 +53,12 @@ def generate_transactions(
     n_merchants: int | None = None,
     start: str = "2026-01-01",
     days: int = 30,
+    with_probability: bool = False,
 ) -> pd.DataFrame:
     """Generate ``n_rows`` card transactions, sorted by ``event_timestamp`` (UTC).
+
+    ``with_probability=True`` adds ``fraud_probability``, the true P(fraud) each label was drawn from: the
+    oracle that scores with it sets the best ROC-AUC any model can reach on these rows (never train on it).
 
     Columns: transaction_id, user_id, merchant_id, category, amount, event_timestamp, device, country,
     is_night, is_fraud. Fraud is drawn from a logistic model of: amount far above the user's habit,
@@ -136,9 +140,10 @@ def generate_transactions(
     logit = (_INTERCEPT + _W_AMOUNT * np.clip(z - 1.5, 0.0, 4.0) + _W_NIGHT * night
              + _W_VELOCITY * np.minimum(recent, 3) + _W_NEW_MERCHANT * new_merchant
              + _W_FOREIGN * foreign + _W_MERCHANT_RISK * m_risk[merchant])
-    is_fraud = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
+    probability = 1.0 / (1.0 + np.exp(-logit))
+    is_fraud = (rng.random(n) < probability).astype(np.int64)
 
-    return pd.DataFrame({
+    frame = pd.DataFrame({
         "transaction_id": np.arange(1, n + 1, dtype=np.int64),
         "user_id": user.astype(np.int64),
         "merchant_id": merchant.astype(np.int64),
@@ -151,6 +156,9 @@ def generate_transactions(
         "is_night": night,
         "is_fraud": is_fraud,
     })
+    if with_probability:
+        frame["fraud_probability"] = probability
+    return frame
 
 
 def _weighted(rng: np.random.Generator, cdf: np.ndarray, size: int | tuple[int, ...]) -> np.ndarray:

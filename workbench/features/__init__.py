@@ -1,6 +1,24 @@
-"""Features for the fraud model, served by Feast: compute, apply, materialize, train, look up.
+"""Features served by Feast: declare, apply, materialize, point-in-time frames, online lookup.
 
-The stage in six calls (``02_features.ipynb`` does exactly this)::
+Your own features: declare them (:mod:`workbench.features.declaration`) and each declaration becomes a
+Feast project of its own under ``feast_dir/<name>/`` (:mod:`workbench.features.project`)::
+
+    from workbench.features import (Aggregate, Entity, FeatureDeclaration, SecondsSinceLast,
+                                    WindowedView, apply_features, feature_frame,
+                                    materialize_features, online_features)
+    decl = FeatureDeclaration(name="shop", timestamp="ts", entities=[Entity("customer", ["customer_id"])],
+                              views=[WindowedView("activity", "customer", [Aggregate("count", "7d")])],
+                              on_demand=[SecondsSinceLast("customer")], request_columns=["basket"])
+    project = apply_features(settings, decl, "data/orders.parquet")
+    materialize_features(settings, "shop")
+    frame = feature_frame(settings, "shop", "data/orders.parquet", label="churned")
+    online_features(settings, "shop", [{"customer_id": 7, "basket": 31.0, "ts": "2026-03-01T12:00Z"}])
+
+The fraud demo's declaration is :func:`fraud_features` (project ``fraud``, service ``fraud_model_v2``).
+Without features (``features=None``), :func:`dataset_frame` gives the dataset's own columns per the Task.
+
+The first fraud repository (one global state under ``feast_dir``), in six calls, is still there until
+the notebook moves to the ``fraud`` project::
 
     from workbench.features import (compute_features, apply_repo, materialize, training_frame,
                                     save_training_frame, online_features)
@@ -9,7 +27,7 @@ The stage in six calls (``02_features.ipynb`` does exactly this)::
     materialize(settings)                             # latest values -> online store
     frame = training_frame(settings, "data/transactions")   # point-in-time correct, label last
     path, version = save_training_frame(frame, settings)     # feast_dir/frames/frame-<hash>.parquet
-    online_features(settings, user_ids=[42], merchant_ids=[7])
+    online_features(settings, [42], [7])                     # user ids, merchant ids
 
 Every feature of a row at time ``t`` comes from transactions strictly before ``t`` (merchant features:
 before the start of ``t``'s UTC day), so a training row never sees its own label or the future.
@@ -43,8 +61,35 @@ from workbench.features.compute import (
     compute_user_features,
     fill_missing,
 )
+from workbench.features.declaration import (
+    AGGREGATES,
+    Aggregate,
+    ColumnsView,
+    Entity,
+    FeatureDeclaration,
+    Relative,
+    RequestTime,
+    SecondsSinceLast,
+    WindowedView,
+)
+from workbench.features.fraud import FRAUD_LABEL, FRAUD_PROJECT, FRAUD_SERVICE, fraud_features
 from workbench.features.materialize import MaterializeInfo, materialize
-from workbench.features.online import online_features
+from workbench.features.online import fraud_online_features, online_features
+from workbench.features.plain import dataset_frame
+from workbench.features.project import (
+    FeatureProject,
+    ProjectMaterializeInfo,
+    apply_features,
+    feature_frame,
+    feature_project,
+    historical_features,
+    load_declaration,
+    lookup_online,
+    materialize_features,
+    project_dir,
+    project_for_service,
+    project_store,
+)
 from workbench.features.repo import (
     FEATURE_SERVICE,
     FeatureRepoInfo,
@@ -61,9 +106,38 @@ from workbench.features.training import (
     save_training_frame,
     training_frame,
 )
+from workbench.features.transform import REQUEST_TIME
 
 __all__ = [
+    "AGGREGATES",
     "FEATURE_SERVICE",
+    "FRAUD_LABEL",
+    "FRAUD_PROJECT",
+    "FRAUD_SERVICE",
+    "REQUEST_TIME",
+    "Aggregate",
+    "ColumnsView",
+    "Entity",
+    "FeatureDeclaration",
+    "FeatureProject",
+    "ProjectMaterializeInfo",
+    "Relative",
+    "RequestTime",
+    "SecondsSinceLast",
+    "WindowedView",
+    "apply_features",
+    "dataset_frame",
+    "feature_frame",
+    "feature_project",
+    "fraud_features",
+    "fraud_online_features",
+    "historical_features",
+    "load_declaration",
+    "lookup_online",
+    "materialize_features",
+    "project_dir",
+    "project_for_service",
+    "project_store",
     "FILL_VALUES",
     "MERCHANT_FEATURES",
     "MODEL_FEATURES",

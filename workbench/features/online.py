@@ -53,8 +53,34 @@ def _ready_service(store: FeatureStore, name: str) -> tuple[Any, list[str]]:
     return service, names
 
 
-def online_features(settings: Settings, user_ids: Iterable[int], merchant_ids: Iterable[int],
-                    feature_service: str = FEATURE_SERVICE, fill: bool = True) -> pd.DataFrame:
+def online_features(settings: Settings, project: Any, entity_rows: Any = None,
+                    feature_service: str = FEATURE_SERVICE, fill: bool = True,
+                    time_column: str | None = None) -> pd.DataFrame:
+    """Online features, two ways.
+
+    ``online_features(settings, "<project>", entity_rows)``: the features of a feature project
+    (:func:`workbench.features.apply_features`) for each entity row at its request time; see
+    :func:`workbench.features.project.lookup_online`. This is what serving calls.
+
+    ``online_features(settings, user_ids, merchant_ids, feature_service=...)``: the fraud repository
+    of the first demo (``apply_repo``), kept until the notebook and serving move to the ``fraud``
+    project (:func:`workbench.features.fraud_features`).
+    """
+    from workbench.features.declaration import FeatureDeclaration
+
+    if isinstance(project, str | FeatureDeclaration):
+        from workbench.features.project import lookup_online
+
+        name = project.name if isinstance(project, FeatureDeclaration) else project
+        if entity_rows is None:
+            raise InvalidInput("online_features(settings, project, entity_rows): pass the entity rows to look up")
+        return lookup_online(settings, name, entity_rows, time_column=time_column)
+    return fraud_online_features(settings, project, entity_rows if entity_rows is not None else [],
+                                 feature_service=feature_service, fill=fill)
+
+
+def fraud_online_features(settings: Settings, user_ids: Iterable[int], merchant_ids: Iterable[int],
+                          feature_service: str = FEATURE_SERVICE, fill: bool = True) -> pd.DataFrame:
     """One row per (user_ids[i], merchant_ids[i]) with the service's features, in request order.
 
     Ids the store has never seen get NaN features, which ``fill`` (the default, as in

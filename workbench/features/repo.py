@@ -16,6 +16,11 @@ The online store follows ``settings.feast_online_store``:
   ``postgresql://user:password@host:5432/database?sslmode=require&schema=feast``; ``sslmode`` defaults
   to ``require`` and ``schema`` to ``public``.
 
+Credentials never go into feature_store.yaml: it holds ``'${WORKBENCH_FEAST_REDIS_CONNECTION}'`` (the whole
+Redis string) or ``'${WORKBENCH_FEAST_POSTGRES_PASSWORD}'``, which Feast's loader substitutes from the
+environment of the process opening the store; the workbench sets them from Settings before it opens one
+(:func:`export_feast_env`). To use the repository with the ``feast`` CLI, export them first.
+
 The offline store stays Feast's ``file`` store over the Parquet tables in every profile; on a cluster
 ``feast_dir`` must be on storage that the notebook and the materializing process both see.
 
@@ -25,6 +30,7 @@ Feast is imported lazily: importing ``workbench.features`` stays cheap for the C
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import threading
 import time
@@ -47,6 +53,7 @@ from workbench.features.compute import (
     compute_features,
     feature_data_dir,
 )
+from workbench.secrets import redact, redact_connection, yaml_single_quoted
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -78,7 +85,50 @@ class FeatureRepoInfo:
     apply_seconds: float = 0.0
 
 
+REDIS_CONNECTION_ENV = "WORKBENCH_FEAST_REDIS_CONNECTION"
+POSTGRES_PASSWORD_ENV = "WORKBENCH_FEAST_POSTGRES_PASSWORD"
+"""The variables feature_store.yaml references for the online store's credentials (Feast's
+``load_repo_config`` runs ``os.path.expandvars`` on the file before parsing it), so the file holds
+``${WORKBENCH_FEAST_...}`` and never a password."""
+
+
+class _EnvRef(str):
+    """A ``${VAR}`` reference, dumped single-quoted (see :func:`feast_secret_env`)."""
+
+
+# on SafeDumper itself, so that every safe_dump of an online store block (the feature projects' yaml too)
+# quotes the references; only this type is affected
+yaml.SafeDumper.add_representer(_EnvRef, lambda d, v: d.represent_scalar("tag:yaml.org,2002:str", str(v), style="'"))
+
+
+def feast_secret_env(settings: Settings) -> dict[str, str]:
+    """The values of the variables feature_store.yaml references, escaped for the single quotes around the
+    reference there (Feast substitutes before YAML parses, so a ``#`` or ``'`` in a password stays text)."""
+    conn = settings.feast_online_store_connection
+    if settings.feast_online_store == "redis" and conn:
+        return {REDIS_CONNECTION_ENV: yaml_single_quoted(conn)}
+    if settings.feast_online_store == "postgres" and conn:
+        return {POSTGRES_PASSWORD_ENV: yaml_single_quoted(unquote(urlparse(conn).password or ""))}
+    return {}
+
+
+def export_feast_env(settings: Settings) -> None:
+    """Put :func:`feast_secret_env` into this process's environment, where Feast's loader finds it.
+
+    Every process that opens the store derives it from its own Settings (a Serve replica from
+    ``WORKBENCH_FEAST_ONLINE_STORE_CONNECTION``, which it inherits from its Ray node), so the secret never
+    travels in a file or a config.
+    """
+    os.environ.update(feast_secret_env(settings))
+
+
 def _online_store_config(settings: Settings) -> dict[str, Any]:
+    """The ``online_store`` block, credentials as ``${VAR}`` references only.
+
+    It also exports the variables (:func:`export_feast_env`): whoever builds this block is about to write
+    or open a repository with it (``apply_repo``, ``feature_store`` and the feature projects of
+    ``workbench.features.project`` all do), and Feast will need them in this process.
+    """
     kind = settings.feast_online_store
     conn = settings.feast_online_store_connection
     if kind == "sqlite":
@@ -87,13 +137,15 @@ def _online_store_config(settings: Settings) -> dict[str, Any]:
         if not conn:
             raise ConfigError("feast_online_store = 'redis' needs feast_online_store_connection, "
                               "e.g. 'redis.feast.svc:6379'")
-        return {"type": "redis", "connection_string": conn}
+        export_feast_env(settings)
+        return {"type": "redis", "connection_string": _EnvRef(f"${{{REDIS_CONNECTION_ENV}}}")}
     if kind == "postgres":
         url = urlparse(conn)
         if url.scheme not in ("postgres", "postgresql") or not url.hostname or not url.path.strip("/"):
             raise ConfigError("feast_online_store = 'postgres' needs feast_online_store_connection as "
                               "'postgresql://user:password@host:5432/database'")
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        export_feast_env(settings)
         return {
             "type": "postgres",
             "host": url.hostname,
@@ -101,7 +153,7 @@ def _online_store_config(settings: Settings) -> dict[str, Any]:
             "database": url.path.strip("/"),
             "db_schema": query.get("schema", "public"),
             "user": unquote(url.username or ""),
-            "password": unquote(url.password or ""),
+            "password": _EnvRef(f"${{{POSTGRES_PASSWORD_ENV}}}"),
             "sslmode": query.get("sslmode", "require"),
         }
     raise ConfigError(f"feast_online_store must be sqlite, redis or postgres, got {kind!r}")
@@ -121,8 +173,8 @@ def feature_store_yaml(settings: Settings) -> str:
         "offline_store": {"type": "file"},
         "entity_key_serialization_version": 3,
     }
-    return "# generated by workbench.features from Settings; edits are overwritten\n" + yaml.safe_dump(
-        config, sort_keys=False)
+    text = yaml.safe_dump(config, sort_keys=False)  # '${VAR}' single-quoted: see feast_secret_env
+    return "# generated by workbench.features from Settings; edits are overwritten\n" + text
 
 
 def definitions(settings: Settings) -> list[Any]:
@@ -180,8 +232,18 @@ def online_store_error(settings: Settings, exc: Exception, doing: str) -> Workbe
     kinds = " ".join(k.__name__ for k in type(exc).__mro__)
     if settings.feast_online_store != "sqlite" and re.search(r"Connection|Operational|Timeout", kinds):
         return ServiceUnavailable(f"the {settings.feast_online_store} online store at "
-                                  f"{settings.feast_online_store_connection!r} does not answer while {doing}: {exc}")
-    return WorkbenchError(f"Feast failed while {doing} ({settings.feast_dir}): {exc}")
+                                  f"{redact_connection(settings.feast_online_store_connection)!r} does not answer "
+                                  f"while {doing}: {_redacted(settings, exc)}")
+    return WorkbenchError(f"Feast failed while {doing} ({settings.feast_dir}): {_redacted(settings, exc)}")
+
+
+def _redacted(settings: Settings, exc: Exception) -> str:
+    """A client's error text without the store's secrets (redis-py and psycopg may quote the connection)."""
+    url = urlparse(settings.feast_online_store_connection)
+    secrets = [settings.feast_online_store_connection, *feast_secret_env(settings).values()]
+    if settings.feast_online_store == "postgres":
+        secrets.append(unquote(url.password or ""))
+    return redact(str(exc), secrets)
 
 
 _StoreKey = tuple[str, int, str, str]

@@ -44,7 +44,7 @@ def finetune_llm(settings: Settings, model_dir: str | Path, out_dir: str | Path,
     """Submit the fine-tune to Ray (Jobs API), wait for it, return its losses; JobFailed with the log tail."""
     from ray.job_submission import JobSubmissionClient
 
-    from workbench.registry._client import mlflow_client, mlflow_errors
+    from workbench.registry.client import mlflow_client, mlflow_errors
     from workbench.training import wait_for_job
 
     source, target = Path(model_dir).resolve(), Path(out_dir).resolve()

@@ -49,7 +49,7 @@ def log_llm(settings: Settings, folder: ModelFolder, *, model_name: str = DEFAUL
     """
     from mlflow.exceptions import MlflowException
 
-    from workbench.registry._client import mlflow_client, mlflow_errors
+    from workbench.registry.client import mlflow_client, mlflow_errors
 
     if not (folder.path / "config.json").is_file():
         raise InvalidInput(f"{folder.path} is not a Hugging Face model folder (no config.json)")
@@ -103,7 +103,7 @@ def log_llm(settings: Settings, folder: ModelFolder, *, model_name: str = DEFAUL
 
 def download_eval_results(settings: Settings, run_id: str) -> dict[str, object]:
     """The evaluation results logged with a model run."""
-    from workbench.registry._client import mlflow_client, mlflow_errors
+    from workbench.registry.client import mlflow_client, mlflow_errors
 
     client = mlflow_client(settings)
     with tempfile.TemporaryDirectory() as tmp, mlflow_errors(f"reading eval_results.json of run {run_id}"):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from workbench.errors import InvalidInput
+from workbench.monitoring import reprs as _reprs
 
 Op = Literal[">", "<", ">=", "<="]
 Severity = Literal["info", "warning", "critical"]
@@ -58,6 +59,11 @@ class Alert:
     threshold: float
     severity: Severity
     message: str
+
+    def _repr_html_(self) -> str:
+        return _reprs.card(f"Alert {self.rule} ({self.severity})", {
+            "metric": self.metric, "observed": self.observed, "rule": f"{self.op} {self.threshold:g}"},
+            note=self.message, status=self.severity)
 
 
 def collect_metrics(*sources: Mapping[str, float] | object) -> dict[str, float]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from workbench.config import Prices
 from workbench.errors import InvalidInput
+from workbench.monitoring import reprs as _reprs
 
 ESTIMATE_NOTE = "estimate: configured hourly prices x resources held / measured throughput (not a bill)"
 
@@ -54,6 +55,12 @@ class CostEstimate:
     def metrics(self) -> dict[str, float]:
         return {"cost_per_1k_usd": self.cost_per_1k_usd, "cost_per_hour_usd": self.cost_per_hour_usd}
 
+    def _repr_html_(self) -> str:
+        return _reprs.card(f"Estimated cost: ~${self.cost_per_1k_usd:.4g} per 1,000 predictions", {
+            "cost per hour (USD)": self.cost_per_hour_usd, "throughput (req/s)": self.throughput_rps,
+            "predictions per hour": self.predictions_per_hour, "CPUs": self.cpus, "GPUs": self.gpus,
+            "CPU hour (USD)": self.cpu_hour_usd, "GPU hour (USD)": self.gpu_hour_usd}, note=self.basis)
+
 
 @dataclass(frozen=True)
 class TokenCostEstimate:
@@ -73,6 +80,12 @@ class TokenCostEstimate:
     def label(self) -> str:
         return (f"~${self.cost_per_1m_tokens_usd:.4g} per 1M output tokens (~${self.cost_per_hour_usd:.4g}/h at "
                 f"{self.output_tokens_per_s:.4g} tokens/s; {self.basis})")
+
+    def _repr_html_(self) -> str:
+        return _reprs.card(f"Estimated cost: ~${self.cost_per_1m_tokens_usd:.4g} per 1M output tokens", {
+            "cost per hour (USD)": self.cost_per_hour_usd, "output tokens/s": self.output_tokens_per_s,
+            "output tokens per hour": self.output_tokens_per_hour, "CPUs": self.cpus, "GPUs": self.gpus,
+            "CPU hour (USD)": self.cpu_hour_usd, "GPU hour (USD)": self.gpu_hour_usd}, note=self.basis)
 
     def metrics(self) -> dict[str, float]:
         return {"cost_per_1m_tokens_usd": self.cost_per_1m_tokens_usd, "cost_per_hour_usd": self.cost_per_hour_usd}

@@ -33,6 +33,7 @@ import pandas as pd
 from scipy import special, stats
 
 from workbench.errors import InvalidInput
+from workbench.monitoring import reprs as _reprs
 from workbench.monitoring.prediction_log import LogSource, log_columns, numeric_columns, read_log
 
 PSI_EPSILON = 1e-4
@@ -84,11 +85,15 @@ class DriftThresholds:
 class FeatureDrift:
     """Drift statistics of one column, with the histogram they were computed on.
 
-    ``bin_edges`` are the inner edges; bins are ``(-inf, e0), [e0, e1), ..., [e_last, +inf)``.
+    ``bin_edges`` are the inner edges; bins are ``(-inf, e0), [e0, e1), ..., [e_last, +inf)``. A
+    categorical column (``column_type="categorical"``) has no edges: its bins are ``categories`` (the
+    reference's most frequent values, then ``"(other)"``). When either side holds nulls, the last bin is
+    ``"(null)"``, so a column that starts arriving empty drifts too. KS and Wasserstein are NaN for a
+    categorical column (they need an order).
     """
 
     feature: str
-    kind: Literal["feature", "score"]
+    kind: Literal["feature", "score", "output"]
     n_reference: int
     n_current: int
     psi: float
@@ -103,6 +108,21 @@ class FeatureDrift:
     bin_edges: tuple[float, ...] = field(repr=False)
     reference_fractions: tuple[float, ...] = field(repr=False)
     current_fractions: tuple[float, ...] = field(repr=False)
+    column_type: Literal["numeric", "categorical"] = "numeric"
+    categories: tuple[str, ...] = field(default=(), repr=False)
+    null_reference: float = 0.0  # share of the reference that is null
+    null_current: float = 0.0
+    has_null_bin: bool = field(default=False, repr=False)
+
+    def bin_labels(self) -> list[str]:
+        """A readable name per bin (the categories, or the numeric intervals), for tables and plots."""
+        if self.column_type == "categorical":
+            labels = list(self.categories)
+        else:
+            edges = [f"{e:.4g}" for e in self.bin_edges]
+            labels = ([f"< {edges[0]}"] + [f"[{a}, {b})" for a, b in zip(edges, edges[1:], strict=False)]
+                      + [f">= {edges[-1]}"]) if edges else ["all"]
+        return [*labels, "(null)"] if self.has_null_bin else labels
 
     @property
     def drifted(self) -> bool:
@@ -155,6 +175,19 @@ class DriftReport:
                 out[f"drift.{r.feature}.{stat}"] = float(getattr(r, stat))
         out["drift.share_drifted"] = self.share_drifted
         return out
+
+    def _repr_html_(self) -> str:
+        rows = sorted(self.features, key=lambda r: -r.psi if not math.isnan(r.psi) else 0.0)
+        worst = {"drift": 2, "warn": 1, "ok": 0}
+        status = max((r.status for r in rows), key=lambda s: worst.get(s, 0), default="ok")
+        body = _reprs.table(["feature", "status", "PSI", "KS p", "JS", "n ref", "n cur"],
+                            [(r.feature + (" (score)" if r.kind == "score" else ""), r.status, r.psi, r.ks_pvalue,
+                              r.js_distance, r.n_reference, r.n_current) for r in rows], max_rows=15)
+        title = (f"Drift: {len(self.drifted_features)} of {sum(r.kind == 'feature' for r in rows)} features drifted"
+                 + (" — dataset drifted" if self.dataset_drifted else ""))
+        return _reprs.card(title, extra=body, status=status,
+                           note=f"{self.bins} {self.binning} bins; PSI warn {self.thresholds.psi_warn:g}, "
+                                f"drift {self.thresholds.psi_drift:g}")
 
 
 # Statistics on (sorted) arrays --------------------------------------------------------------------

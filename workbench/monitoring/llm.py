@@ -64,6 +64,18 @@ class LLMMetrics:
     e2e_mean_ms: float
     interval_s: float | None = None  # set when the metrics are the difference of two timed scrapes
 
+    def _repr_html_(self) -> str:
+        from workbench.monitoring import reprs
+
+        return reprs.card(f"LLM serving: {self.requests:,.0f} requests"
+                          + (f" over {self.interval_s:.0f} s" if self.interval_s else ""), {
+            "output tokens/s": self.output_tokens_per_s, "TTFT p50 / p99 (ms)":
+            f"{reprs.fmt(self.ttft_p50_ms)} / {reprs.fmt(self.ttft_p99_ms)}",
+            "TPOT p50 / p99 (ms)": f"{reprs.fmt(self.tpot_p50_ms)} / {reprs.fmt(self.tpot_p99_ms)}",
+            "end-to-end p50 / p99 (ms)": f"{reprs.fmt(self.e2e_p50_ms)} / {reprs.fmt(self.e2e_p99_ms)}",
+            "running / waiting": f"{self.running:g} / {self.waiting:g}", "KV cache usage": self.kv_cache_usage,
+            "prompt / generated tokens": f"{self.prompt_tokens:,.0f} / {self.generation_tokens:,.0f}"})
+
     @property
     def output_tokens_per_s(self) -> float:
         """Generation tokens per second over the interval (NaN without one)."""

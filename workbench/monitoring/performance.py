@@ -21,6 +21,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from workbench.errors import InvalidInput, NotFound, ServiceUnavailable
+from workbench.monitoring import reprs as _reprs
 from workbench.monitoring.prediction_log import LOG_VIEW, LogSource, open_log_view, quote, require_columns
 
 PERCENTILES = (0.5, 0.9, 0.99)
@@ -114,6 +115,14 @@ class PerformanceSummary:
                 "latency_p50_ms": self.latency_p50_ms, "latency_p90_ms": self.latency_p90_ms,
                 "latency_p99_ms": self.latency_p99_ms, "latency_mean_ms": self.latency_mean_ms,
                 "latency_max_ms": self.latency_max_ms}
+
+    def _repr_html_(self) -> str:
+        span = f"{_reprs.fmt(self.start)} → {_reprs.fmt(self.end)}" if self.start is not None else "–"
+        return _reprs.card(f"Performance: {self.requests:,} requests", {
+            "window": span, "throughput (req/s)": self.throughput_rps, "latency p50 (ms)": self.latency_p50_ms,
+            "latency p90 (ms)": self.latency_p90_ms, "latency p99 (ms)": self.latency_p99_ms,
+            "latency mean (ms)": self.latency_mean_ms, "latency max (ms)": self.latency_max_ms},
+            note="server-side latency from the prediction log")
 
 
 def performance_summary(log: LogSource, *, deployment: str | None = None,

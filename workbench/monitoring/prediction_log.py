@@ -29,6 +29,7 @@ LOG_VIEW = "prediction_log"
 
 _PARQUET = (".parquet", ".pq")
 _JSONL = (".jsonl",)
+REJECTED_SUFFIX = ".rejected"  # lines a compaction could not parse (workbench.serving.prediction_log)
 
 
 def _log_scans(source: str | os.PathLike[str]) -> list[str]:
@@ -43,28 +44,51 @@ def _log_scans(source: str | os.PathLike[str]) -> list[str]:
         raise NotFound(f"prediction log {path} does not exist; pass a DataFrame, a .parquet/.jsonl file or a "
                        "folder of them (the serving layer writes the log there)")
 
-    def parquet(glob: str) -> str:
-        return "SELECT * FROM read_parquet('" + glob.replace("'", "''") + "', union_by_name=true)"
-
-    def jsonl(glob: str) -> str:  # a cut line reads as all-NULL: drop it
-        return ("SELECT * FROM read_json('" + glob.replace("'", "''") + "', format='newline_delimited', "
+    def jsonl(files: list[Path]) -> str:  # a cut line reads as all-NULL: drop it
+        # a replica creates its file when it starts: files still empty are left out (DuckDB would read an
+        # empty file as one column named "json"), and a log of empty files reads as no rows
+        written = [f for f in files if f.stat().st_size > 0]
+        if not written:
+            return ("SELECT NULL::VARCHAR AS request_id, NULL::VARCHAR AS timestamp, NULL::VARCHAR AS deployment, "
+                    "NULL::VARCHAR AS model_version, NULL::DOUBLE AS latency_ms WHERE false")
+        listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in written)
+        return (f"SELECT * FROM read_json([{listed}], format='newline_delimited', "
                 "ignore_errors=true, union_by_name=true) WHERE request_id IS NOT NULL")
 
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix in _PARQUET:
-            return [parquet(str(path))]
+            return [parquet_list([path])]
         if suffix in _JSONL:
-            return [jsonl(str(path))]
+            return [jsonl([path])]
         raise InvalidInput(f"{path}: a prediction log file must be Parquet (.parquet, .pq) or JSON lines (.jsonl)")
+    parquet_files, lines = log_files(path)
     scans = []
-    if any(path.rglob("*.parquet")):
-        scans.append(parquet(str(path / "**" / "*.parquet")))
-    if any(path.rglob("*.jsonl")):
-        scans.append(jsonl(str(path / "**" / "*.jsonl")))
+    if parquet_files:
+        scans.append(parquet_list(parquet_files))
+    if lines:
+        scans.append(jsonl(lines))
     if not scans:
         raise InvalidInput(f"{path} holds no .parquet or .jsonl files; is this the prediction log folder?")
     return scans
+
+
+def parquet_list(files: Sequence[Path]) -> str:
+    listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    return f"SELECT * FROM read_parquet([{listed}], union_by_name=true)"
+
+
+def log_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(Parquet files, JSON-lines files) of a log folder, listed at one moment.
+
+    A JSON-lines segment whose Parquet file exists has been compacted (``workbench.serving.prediction_log``)
+    and is left out, so no row is read twice; listing both kinds together, instead of letting a glob
+    run at query time, keeps a compaction finishing between the listing and the query from doing so.
+    """
+    parquet_files = sorted(folder.rglob("*.parquet"))
+    compacted = {p.with_suffix("") for p in parquet_files}
+    lines = [f for f in sorted(folder.rglob("*.jsonl")) if f.with_suffix("") not in compacted]
+    return parquet_files, lines
 
 
 def open_log_view(con: duckdb.DuckDBPyConnection, source: LogSource, view: str = LOG_VIEW) -> list[str]:
@@ -133,3 +157,43 @@ def numeric_columns(frame: pd.DataFrame) -> list[str]:
         if str(c) not in NON_FEATURE_COLUMNS
         and (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))
     ]
+
+
+def _count_lines(path: Path) -> int:
+    """Non-blank lines of a JSON-lines file, streamed (a log is never loaded whole)."""
+    with path.open("rb") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def log_row_counts(source: LogSource) -> tuple[int, int]:
+    """``(rows read, rows that could not be parsed)`` of a log.
+
+    DuckDB reads the JSON lines with ``ignore_errors`` (a line cut short by a killed replica must not stop
+    the whole read), which turns a bad line into a NULL row the view filters out. Those lines are
+    counted here, against the lines in the files, so a monitoring result can say how many it skipped
+    instead of dropping them silently. Parquet rows are always parsed; a DataFrame has none to skip.
+    """
+    if isinstance(source, pd.DataFrame):
+        return len(source), 0
+    path = Path(source).expanduser()
+    con = duckdb.connect()
+    try:
+        open_log_view(con, source)
+        row = con.execute(f"SELECT count(*) FROM {LOG_VIEW}").fetchone()
+        rows = int(row[0]) if row else 0
+        rejected = 0
+        if path.is_file():
+            parquet_files, files = ([], [path]) if path.suffix.lower() in _JSONL else ([path], [])
+        else:
+            parquet_files, files = log_files(path) if path.is_dir() else ([], [])
+            # lines a compaction could not parse, set aside beside their segment's Parquet file
+            rejected = sum(_count_lines(f) for f in path.rglob("*" + REJECTED_SUFFIX))
+        parquet_rows = 0
+        if parquet_files and files:
+            got = con.execute(f"SELECT count(*) FROM ({parquet_list(parquet_files)})").fetchone()
+            parquet_rows = int(got[0]) if got else 0
+    finally:
+        con.close()
+    json_lines = sum(_count_lines(f) for f in files)
+    json_rows = rows - parquet_rows
+    return rows, (max(0, json_lines - json_rows) if files else 0) + rejected

@@ -16,6 +16,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from workbench.errors import InvalidInput
+from workbench.monitoring import reprs as _reprs
 from workbench.monitoring.performance import window_seconds
 from workbench.monitoring.prediction_log import LogSource, read_log, require_columns
 
@@ -44,6 +45,16 @@ class LabelJoin:
             text += (f"; {self.unknown_ids} label(s) name request ids not in the log, "
                      f"e.g. {list(self.unknown_examples)}")
         return text
+
+    def __repr__(self) -> str:
+        return (f"LabelJoin(rows={len(self.frame)}, predictions={self.predictions}, labels={self.labels}, "
+                f"matched={self.matched}, unknown_ids={self.unknown_ids})")
+
+    def _repr_html_(self) -> str:
+        return _reprs.card("Labels joined to predictions", {
+            "predictions": self.predictions, "labels": self.labels, "matched": self.matched,
+            "label coverage": self.label_coverage, "unknown request ids": self.unknown_ids},
+            note=self.describe(), status="warn" if self.unknown_ids else "ok")
 
 
 def join_labels(log: LogSource, labels: pd.DataFrame) -> LabelJoin:
@@ -114,6 +125,18 @@ class QualityReport:
     def metrics(self) -> dict[str, float]:
         return {"roc_auc": self.roc_auc, "pr_auc": self.pr_auc, "precision": self.precision, "recall": self.recall,
                 "label_coverage": self.join.label_coverage, "unknown_label_ids": float(self.join.unknown_ids)}
+
+    def __repr__(self) -> str:
+        return (f"QualityReport(roc_auc={self.roc_auc:.4f}, pr_auc={self.pr_auc:.4f}, precision={self.precision:.4f}, "
+                f"recall={self.recall:.4f}, threshold={self.threshold}, n_labelled={self.n_labelled}, "
+                f"positives={self.positives}, join={self.join!r})")
+
+    def _repr_html_(self) -> str:
+        return _reprs.card(f"Model quality on {self.n_labelled:,} labelled predictions", {
+            "ROC-AUC": self.roc_auc, "PR-AUC": self.pr_auc, f"precision @ {self.threshold:g}": self.precision,
+            f"recall @ {self.threshold:g}": self.recall, "positives": self.positives,
+            "label coverage": self.join.label_coverage, "unknown label ids": self.join.unknown_ids},
+            note=self.join.describe())
 
 
 def quality_report(log: LogSource, labels: pd.DataFrame, threshold: float = 0.5) -> QualityReport:

@@ -16,6 +16,7 @@ from workbench.registry.promote import (
     register_best,
 )
 from workbench.registry.reproduce import ReproduceResult, compare_metrics, recorded_spec, reproduce
+from workbench.registry.run_cache import RunCache, SyncResult, open_run_cache
 from workbench.registry.runs import compare_runs, fetch_runs, iter_runs, runs_frame
 from workbench.registry.versions import (
     CHALLENGER,
@@ -32,6 +33,9 @@ from workbench.registry.versions import (
 )
 
 __all__ = [
+    "RunCache",
+    "SyncResult",
+    "open_run_cache",
     "CHALLENGER",
     "CHAMPION",
     "DEFAULT_MODEL_NAME",

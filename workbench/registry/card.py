@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from workbench.config import Settings
 from workbench.lineage import StageRecord, records, trace
-from workbench.registry._client import mlflow_client, mlflow_errors
+from workbench.registry.client import mlflow_client, mlflow_errors
 from workbench.registry.versions import ModelVersionInfo, _get_version, get_run
 
 UNKNOWN = "unknown"
@@ -68,6 +68,21 @@ class LineageCard:
                 f"at commit {d['code']['git_commit']}, on feature service {d['feature_service']['value']} over "
                 f"dataset version {d['dataset_version']['value']}. Lineage card: runs:/{d['run']['run_id']}/{CARD_MD}"
                 + (f". Gaps: {len(self.gaps)} (see the card)." if self.gaps else "."))
+
+    def _repr_html_(self) -> str:
+        from workbench.monitoring import reprs
+
+        d = self.data
+        model, run, training = d["model"], d["run"], d["training_stage"]
+        metrics = reprs.table(["metric", "value"], list(run["metrics"].items()), max_rows=8)
+        gaps = "".join(f"<li>{reprs.html.escape(g)}</li>" for g in self.gaps)
+        return reprs.card(f"Lineage card: {model['name']} version {model['version']}", {
+            "aliases": ", ".join(model["aliases"]) or "none", "run": f"{run['run_id']} ({run['run_name'] or '–'})",
+            "experiment": run["experiment"], "notebook": training["notebook"] if training else UNKNOWN,
+            "git commit": d["code"]["git_commit"], "feature service": d["feature_service"]["value"],
+            "dataset version": d["dataset_version"]["value"]},
+            extra=metrics + (f'<div style="font-size:11px">Gaps:<ul style="margin:0">{gaps}</ul></div>' if gaps
+                             else ""), status="warn" if self.gaps else "ok")
 
 
 def _first_tag(tags: dict[str, str], keys: tuple[str, ...]) -> tuple[str, str]:
@@ -226,6 +241,10 @@ def write_lineage_card(settings: Settings, model_name: str, alias_or_version: st
             "workbench.lineage_card": f"runs:/{version.run_id}/{CARD_JSON}" if version.run_id else UNKNOWN,
             "workbench.lineage_gaps": str(len(card.gaps)),
         }
+        if card.feature_service in ("", UNKNOWN):
+            # a model trained without a feature store has no service: a tag saying "unknown" would send
+            # serving to look one up
+            version_tags.pop("workbench.feature_service")
         for key, value in version_tags.items():
             client.set_model_version_tag(model_name, version.version, key, value)
         client.update_model_version(model_name, version.version, description=card.summary())

@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 
 from workbench.config import Settings
 from workbench.errors import InvalidInput, NotFound
-from workbench.registry._client import experiment_ids, mlflow_client, mlflow_errors, translate
+from workbench.registry.client import experiment_ids, mlflow_client, mlflow_errors, translate
 from workbench.registry.runs import iter_runs
 from workbench.registry.versions import (
     CHALLENGER,
@@ -63,6 +63,12 @@ class RankedRun:
     value: float
     model_uri: str | None
 
+    def _repr_html_(self) -> str:
+        from workbench.monitoring import reprs
+
+        return reprs.card(f"Run {self.run_name or self.run_id}: {self.metric} = {reprs.fmt(self.value)}", {
+            "run id": self.run_id, "experiment": self.experiment_id, "model": self.model_uri or "none logged"})
+
 
 @dataclass(frozen=True)
 class Comparison:
@@ -86,6 +92,15 @@ class Comparison:
         champion = "unknown" if self.champion is None else f"{self.champion:.4f}"
         return (f"{self.basis}: candidate run {self.candidate_run_id} {self.candidate:.4f} vs champion version "
                 f"{self.champion_version} (run {self.champion_run_id}) {champion} ({self.mode} is better)")
+
+    def _repr_html_(self) -> str:
+        from workbench.monitoring import reprs
+
+        verdict = "worse than the champion" if self.candidate_is_worse else "not worse than the champion"
+        return reprs.card(f"Candidate vs champion ({self.basis}): {verdict}", extra=reprs.table(
+            ["", "run", "value"], [("candidate", self.candidate_run_id, self.candidate),
+                                   (f"champion v{self.champion_version}", self.champion_run_id, self.champion)]),
+            note=f"{self.mode} is better", status="warn" if self.candidate_is_worse else "ok")
 
 
 @dataclass(frozen=True)
@@ -122,6 +137,24 @@ class RegistrationResult:
             lines.append(f"version {self.challenger.version} is {CHALLENGER} (run {self.runner_up.run_id}, "
                          f"{self.runner_up.metric}={self.runner_up.value:.4f})")
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from workbench.monitoring import reprs
+
+        rows: list[tuple[str, str, str, float | None]] = [
+            (CHAMPION, self.champion.version, self.best.run_id, self.best.value)]
+        if self.challenger is not None and self.runner_up is not None:
+            rows.append((CHALLENGER, self.challenger.version, self.runner_up.run_id, self.runner_up.value))
+        if self.previous_champion is not None and self.changed:
+            rows.append(("previous champion", self.previous_champion.version, self.previous_champion.run_id, None))
+        extra = reprs.table(["alias", "version", "run", self.best.metric], rows)
+        notes = [] if self.changed else ["it already was the champion"]
+        if self.comparison is not None:
+            notes.append(self.comparison.describe())
+        if self.card is not None and self.card.gaps:
+            notes.append(f"lineage card: {len(self.card.gaps)} gap(s)")
+        return reprs.card(f"{self.model_name}: version {self.champion.version} is {CHAMPION}"
+                          + (" (forced)" if self.forced else ""), extra=extra, note="; ".join(notes))
 
 
 def _order_key(metric: str) -> str:
@@ -190,13 +223,8 @@ def _scores(prediction: Any) -> np.ndarray:
     return values.reshape(-1)
 
 
-def holdout_roc_auc(settings: Settings, model_uri: str, holdout: pd.DataFrame, label_column: str = "is_fraud") -> float:
-    """ROC-AUC of a model (loaded with ``mlflow.pyfunc``) on a holdout frame of features plus the label."""
-    from sklearn.metrics import roc_auc_score
-
-    _check_holdout(holdout, label_column)
-    features = holdout.drop(columns=[label_column])
-    labels = holdout[label_column].to_numpy()
+def _predict(settings: Settings, model_uri: str, features: pd.DataFrame) -> Any:
+    """What a registered model (downloaded, loaded with ``mlflow.pyfunc``) predicts for ``features``."""
     with tempfile.TemporaryDirectory(prefix="workbench-model-") as tmp:
         with mlflow_errors(f"downloading model {model_uri}"):
             local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp,
@@ -204,15 +232,54 @@ def holdout_roc_auc(settings: Settings, model_uri: str, holdout: pd.DataFrame, l
                                                         registry_uri=settings.mlflow_uri)
         try:
             model = mlflow.pyfunc.load_model(local)
-            scores = _scores(model.predict(_conform(model, features)))
+            return model.predict(_conform(model, features))
         except MlflowException as exc:
             raise translate(exc, f"loading or scoring model {model_uri}") from exc
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInput(f"model {model_uri} could not score the holdout frame (columns "
                                f"{list(features.columns)}): {exc}") from exc
+
+
+def holdout_roc_auc(settings: Settings, model_uri: str, holdout: pd.DataFrame, label_column: str = "is_fraud") -> float:
+    """ROC-AUC of a model (loaded with ``mlflow.pyfunc``) on a holdout frame of features plus the label."""
+    from sklearn.metrics import roc_auc_score
+
+    _check_holdout(holdout, label_column)
+    labels = holdout[label_column].to_numpy()
+    scores = _scores(_predict(settings, model_uri, holdout.drop(columns=[label_column])))
     if len(scores) != len(labels):
         raise InvalidInput(f"model {model_uri} returned {len(scores)} scores for {len(labels)} holdout rows")
     return float(roc_auc_score(labels, scores))
+
+
+HOLDOUT_METRIC = {"binary": ("roc_auc", "max"), "multiclass": ("accuracy", "max"), "regression": ("rmse", "min")}
+"""What the champion guard compares on a holdout, per task kind: one metric every model of the task has."""
+
+
+def holdout_score(settings: Settings, model_uri: str, holdout: pd.DataFrame, label_column: str,
+                  task: str = "binary", positive: Any = 1) -> float:
+    """The task's holdout metric (:data:`HOLDOUT_METRIC`) of a registered model on a frame of features plus
+    the label: ROC-AUC of P(positive) for binary, accuracy of the most probable class for multiclass, RMSE
+    for regression."""
+    if task not in HOLDOUT_METRIC:
+        raise InvalidInput(f"task must be one of {sorted(HOLDOUT_METRIC)}, got {task!r}")
+    if task == "binary":
+        coded = holdout.assign(**{label_column: (holdout[label_column] == positive).astype("int64")})
+        return holdout_roc_auc(settings, model_uri, coded, label_column)
+    if not isinstance(holdout, pd.DataFrame) or label_column not in holdout.columns or holdout.empty:
+        raise InvalidInput(f"holdout must be a non-empty DataFrame of features and {label_column!r}")
+    prediction = _predict(settings, model_uri, holdout.drop(columns=[label_column]))
+    if task == "regression":
+        values = np.asarray(prediction, dtype=np.float64).reshape(-1)
+        truth = holdout[label_column].to_numpy(dtype=np.float64)
+        return float(np.sqrt(np.mean((values - truth) ** 2)))
+    if not isinstance(prediction, pd.DataFrame):
+        raise InvalidInput(f"model {model_uri} returned {type(prediction).__name__}, not a frame of class "
+                           "probabilities (proba_<class> columns)")
+    columns = [c for c in prediction.columns if str(c).startswith("proba_")]
+    best = prediction[columns].to_numpy(dtype=np.float64).argmax(axis=1)
+    predicted = [str(columns[i])[len("proba_"):] for i in best]
+    return float(np.mean([p == str(t) for p, t in zip(predicted, holdout[label_column], strict=True)]))
 
 
 def _conform(model: Any, features: pd.DataFrame) -> pd.DataFrame:
@@ -242,12 +309,20 @@ def _check_holdout(holdout: Any, label_column: str) -> None:
 
 
 def _compare(settings: Settings, candidate: RankedRun, champion: ModelVersionInfo, mode: Mode,
-             holdout: pd.DataFrame | None, label_column: str) -> Comparison:
+             holdout: pd.DataFrame | None, label_column: str, task: str | None = None,
+             positive: Any = 1) -> Comparison:
     if holdout is not None:
         assert candidate.model_uri is not None
-        cand = holdout_roc_auc(settings, candidate.model_uri, holdout, label_column)
-        champ: float | None = holdout_roc_auc(settings, champion.uri, holdout, label_column)
-        return Comparison("holdout roc_auc", "max", candidate.run_id, cand, champion.version, champion.run_id, champ)
+        if task is None:  # the binary guard of old: labels already 0/1
+            cand = holdout_roc_auc(settings, candidate.model_uri, holdout, label_column)
+            champ: float | None = holdout_roc_auc(settings, champion.uri, holdout, label_column)
+            return Comparison("holdout roc_auc", "max", candidate.run_id, cand, champion.version, champion.run_id,
+                              champ)
+        name, better = HOLDOUT_METRIC[task]
+        cand = holdout_score(settings, candidate.model_uri, holdout, label_column, task, positive)
+        champ = holdout_score(settings, champion.uri, holdout, label_column, task, positive)
+        return Comparison(f"holdout {name}", better, candidate.run_id, cand, champion.version,  # type: ignore[arg-type]
+                          champion.run_id, champ)
     champ = None
     if champion.run_id:
         run = get_run(mlflow_client(settings, check=False), settings, champion.run_id)
@@ -275,6 +350,8 @@ def register_best(
     experiment: str | None = None,
     filter_string: str = FINISHED_ONLY,
     label_column: str = "is_fraud",
+    task: str | None = None,
+    positive: Any = 1,
     champion_alias: str = CHAMPION,
     challenger_alias: str = CHALLENGER,
     write_card: bool = True,
@@ -282,10 +359,12 @@ def register_best(
     """Register the best run's model as ``champion`` and the runner-up's as ``challenger``.
 
     When ``champion`` already exists and is another run's, the candidate must not be worse: on
-    ``holdout`` (ROC-AUC of both models) when given, else on the recorded ``metric``. A worse candidate
-    raises :class:`PromotionRefused` (an InvalidInput) with both numbers and changes nothing, unless
-    ``force``. Versions are reused when a run's model is already registered under ``model_name``. With
-    ``write_card`` the champion's lineage card is logged to its run and summarised on the version.
+    ``holdout`` when given (rows no run was ranked or stopped on; scored with the ``task``'s
+    :data:`HOLDOUT_METRIC`, or ROC-AUC of 0/1 labels when ``task`` is None), else on the recorded
+    ``metric``. A worse candidate raises :class:`PromotionRefused` (an InvalidInput) with both numbers and
+    changes nothing, unless ``force``. Versions are reused when a run's model is already registered under
+    ``model_name``. With ``write_card`` the champion's lineage card is logged to its run and summarised on
+    the version.
     """
     check_alias(champion_alias)
     check_alias(challenger_alias)
@@ -298,7 +377,7 @@ def register_best(
     previous = _current(settings, model_name, champion_alias)
     comparison = None
     if previous is not None and previous.run_id != best.run_id:
-        comparison = _compare(settings, best, previous, mode, holdout, label_column)
+        comparison = _compare(settings, best, previous, mode, holdout, label_column, task, positive)
         if comparison.candidate_is_worse and not force:
             raise PromotionRefused(
                 f"not promoting run {best.run_id} to {model_name}@{champion_alias}: it is worse than the current "
@@ -306,7 +385,7 @@ def register_best(
     client = mlflow_client(settings, check=False)
     tags = {"workbench.selected_by": f"{metric} ({mode})", f"workbench.{metric}": f"{best.value:.6g}"}
     if comparison is not None and comparison.basis.startswith("holdout"):
-        tags["workbench.holdout_roc_auc"] = f"{comparison.candidate:.6g}"
+        tags[f"workbench.{comparison.basis.replace(' ', '_')}"] = f"{comparison.candidate:.6g}"
     with mlflow_errors(f"registering run {best.run_id} as {model_name!r}"):
         champion_mv = register_run_model(client, settings, model_name, get_run(client, settings, best.run_id), tags)
         client.set_registered_model_alias(model_name, champion_alias, champion_mv.version)

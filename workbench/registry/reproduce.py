@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 
 from workbench.config import Settings
 from workbench.errors import InvalidInput, NotFound
-from workbench.registry._client import mlflow_client, mlflow_errors
+from workbench.registry.client import mlflow_client, mlflow_errors
 from workbench.registry.versions import get_run, resolve_model_uri
 
 if TYPE_CHECKING:
@@ -56,6 +56,23 @@ class ReproduceResult:
     def matches(self) -> bool:
         """Every compared metric within ``tolerance`` (and at least one was compared)."""
         return bool(len(self.comparison)) and bool((self.comparison["diff"].abs() <= self.tolerance).all())
+
+    def __repr__(self) -> str:
+        return (f"ReproduceResult(model_uri={self.model_uri!r}, original_run_id={self.original_run_id!r}, "
+                f"run_id={self.run_id!r}, status={self.status!r}, metrics_compared={len(self.comparison)}, "
+                f"max_abs_diff={self.max_abs_diff:.3g}, matches={self.matches})")
+
+    def _repr_html_(self) -> str:
+        from workbench.monitoring import reprs
+
+        rows = [tuple(r) for r in self.comparison[["metric", "original", "reproduced", "diff"]].itertuples(
+            index=False)] if len(self.comparison) else []
+        verdict = ("matches" if self.matches else "differs") if rows else "not compared yet"
+        return reprs.card(f"Reproduction of {self.model_uri}: {verdict}", {
+            "original run": self.original_run_id, "new run": self.run_id, "job": self.job_id, "status": self.status,
+            "dataset version": self.dataset_version, "tolerance": self.tolerance},
+            extra=reprs.table(["metric", "original", "reproduced", "diff"], rows) if rows else "",
+            status="ok" if self.matches else "warn")
 
     def summary(self) -> str:
         if not len(self.comparison):

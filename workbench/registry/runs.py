@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from workbench.config import Settings
 from workbench.errors import InvalidInput
-from workbench.registry._client import experiment_ids, mlflow_client, mlflow_errors, translate
+from workbench.registry.client import experiment_ids, mlflow_client, mlflow_errors, translate
 
 DEFAULT_ORDER_BY = ("metrics.roc_auc DESC",)
 #: MLflow's largest page for search_runs; fewer, larger pages cost fewer round trips.

@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from workbench.config import Settings
 from workbench.errors import InvalidInput, NotFound
-from workbench.registry._client import mlflow_client, mlflow_errors, translate
+from workbench.registry.client import mlflow_client, mlflow_errors, translate
 
 DEFAULT_MODEL_NAME = "fraud-detector"
 CHAMPION = "champion"
@@ -68,6 +68,14 @@ class ModelVersionInfo:
                 "source": self.source, "model_id": self.model_id, "status": self.status, "uri": self.uri,
                 "created_at": self.created_at.isoformat() if self.created_at else None,
                 "description": self.description, "tags": dict(self.tags)}
+
+    def _repr_html_(self) -> str:
+        from workbench.monitoring import reprs
+
+        return reprs.card(f"{self.name} version {self.version}", {
+            "aliases": ", ".join(self.aliases) or "none", "status": self.status, "run": self.run_id or "–",
+            "model": self.model_id or self.source, "registered": self.created_at, "uri": self.uri},
+            note=self.description[:300])
 
 
 @dataclass(frozen=True)
@@ -252,6 +260,15 @@ def _model_id(uri: str) -> str:
 
 def _quote(text: str) -> str:
     return text.replace("'", "\\'")
+
+
+def register_run(settings: Settings, model_name: str, run_id: str,
+                 tags: dict[str, str] | None = None) -> ModelVersionInfo:
+    """Register the model run ``run_id`` logged as a version of ``model_name`` (its existing version when
+    it already is one); NotFound when the run is unknown or logged no model."""
+    client = mlflow_client(settings)
+    return ModelVersionInfo.from_mlflow(register_run_model(client, settings, model_name,
+                                                           get_run(client, settings, run_id), tags))
 
 
 def register_run_model(client: MlflowClient, settings: Settings, model_name: str, run: Run,

@@ -19,7 +19,8 @@ import requests
 
 from workbench.config import Settings
 from workbench.errors import ServiceUnavailable
-from workbench.services._process import (
+from workbench.services.haproxy import write_launcher
+from workbench.services.processes import (
     ProcessRecord,
     log_tail,
     port_is_free,
@@ -66,6 +67,26 @@ def _bin(name: str) -> str:
     """The console script next to this interpreter (the project venv), else on PATH."""
     here = Path(sys.executable).parent / name
     return str(here) if here.exists() else (shutil.which(name) or name)
+
+
+def link_ray_dir(settings: Settings) -> Path:
+    """Create Ray's short temp dir and link ``<state_dir>/ray`` to it, so logs are found where they were.
+
+    A real folder left there by an older version (whose sockets broke in deep checkouts) is kept as
+    ``ray.previous-<time>``.
+    """
+    target = settings.ray_temp_dir
+    target.mkdir(parents=True, exist_ok=True)
+    link = settings.ray_dir
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink():
+        if link.resolve() == target.resolve():
+            return target
+        link.unlink()
+    elif link.exists():
+        link.rename(link.with_name(f"ray.previous-{int(time.time())}"))
+    link.symlink_to(target, target_is_directory=True)
+    return target
 
 
 class ServiceManager:
@@ -121,6 +142,7 @@ class ServiceManager:
                                          + " (cluster profile: workbench starts nothing, check the addresses"
                                            " in workbench.toml)")
             return self.status()
+        self.settings.check_socket_paths()
         starting: list[tuple[str, tuple[psutil.Process, Path]]] = []
         try:
             for name in services:
@@ -181,9 +203,14 @@ class ServiceManager:
         if name == "ray":
             # the raylet waits only 15 s for its dashboard agent by default; a busy 2-core machine needs more
             env["RAY_agent_register_timeout_ms"] = "90000"
+            # and the dashboard's modules 60 s to start, which a loaded machine (CI beside a build) overruns
+            env["RAY_DASHBOARD_STARTUP_TIMEOUT_S"] = str(int(max(60.0, s.service_timeout_s)))
             env.update(s.serve_ingress_env())
+            # the secrets reach jobs and Serve replicas as the head's environment, which Ray workers inherit,
+            # so that no job runtime_env or Serve config (both shown by the dashboard) has to carry them
+            env.update(s.secret_env())
             if s.serve_ingress == "haproxy":
-                s.haproxy_dir.mkdir(parents=True, exist_ok=True)
+                write_launcher(s)
         if name == "mlflow":
             # the server's GenAI job runner starts ~7 extra processes (~1.5 GB) we do not use
             env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
@@ -220,7 +247,7 @@ class ServiceManager:
 
     def _ray_command(self) -> list[str]:
         s = self.settings
-        s.ray_dir.mkdir(parents=True, exist_ok=True)
+        link_ray_dir(s)
         return [
             _bin("ray"), "start", "--head", "--block",
             f"--num-cpus={s.ray_num_cpus}",
@@ -233,7 +260,7 @@ class ServiceManager:
             f"--ray-client-server-port={s.ray_port + 1}",
             f"--dashboard-agent-listen-port={s.ray_dashboard_port + 1}",
             f"--metrics-export-port={s.ray_metrics_port}",
-            f"--temp-dir={s.ray_dir}",
+            f"--temp-dir={s.ray_temp_dir}",
             "--include-dashboard=true",
             "--disable-usage-stats",
         ]

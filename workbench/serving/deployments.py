@@ -13,17 +13,25 @@ along the recorded history the same way.
 
 from __future__ import annotations
 
+import copy
+import fcntl
+import hashlib
 import json
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, overload
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from urllib.parse import urlparse
 
 import requests
 
 from workbench.config import Settings
 from workbench.errors import InvalidInput, NotFound, ServiceUnavailable, WorkbenchError
-from workbench.serving.payload import DEPLOYMENT_CLASS, REQUEST_COLUMNS
+from workbench.services.processes import processes_listening_on
+from workbench.serving.payload import DEPLOYMENT_CLASS, LEGACY_DEPLOYMENT_CLASSES
 from workbench.serving.prediction_log import check_deployment_name, log_dir
 
 if TYPE_CHECKING:
@@ -93,7 +101,7 @@ class DeploymentInfo:
     url: str
     model_uri: str
     model_version: str
-    history: list[dict[str, str]]
+    history: list[dict[str, Any]]
     replicas: dict[str, int]
     route_prefix: str
     message: str = ""
@@ -157,31 +165,84 @@ def _put(settings: Settings, apps: dict[str, dict[str, Any]]) -> None:
     _http(settings, "PUT", body)
 
 
+CHANGE_RETRIES = 5
+T = TypeVar("T")
+
+
+@contextmanager
+def _serve_lock(settings: Settings) -> Iterator[None]:
+    """One writer at a time of the Serve application set of this Ray head, across processes on this machine.
+
+    Serve's REST API is declarative (a PUT replaces every application), so two notebooks deploying at once
+    would each PUT the set they read and delete the other's new app. The lock is keyed by the head's address,
+    not the project, because several projects or notebooks may point at one head.
+    """
+    digest = hashlib.sha1(settings.ray_address.rstrip("/").encode()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"workbench-serve-{digest}.lock"
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _change_apps(settings: Settings, name: str,
+                 change: Callable[[dict[str, Any], dict[str, dict[str, Any]]], T]) -> tuple[T, dict[str, Any]]:
+    """Read-modify-write of the application set: under the lock, read it fresh, let ``change`` alter
+    application ``name`` (and nothing else) in place, re-read and compare just before the PUT (on a cluster
+    another client may not share the lock), and retry when something else changed meanwhile.
+    Returns what ``change`` returned and the details read before the change."""
+    for _ in range(CHANGE_RETRIES):
+        with _serve_lock(settings):
+            details = serve_details(settings)
+            before = _app_configs(details)
+            apps = copy.deepcopy(before)
+            result = change(details, apps)
+            others = {k: v for k, v in apps.items() if k != name}
+            if others != {k: v for k, v in before.items() if k != name}:
+                raise DeploymentFailed(f"changing {name!r} must not alter other applications (a bug)")
+            if _app_configs(serve_details(settings)) != before:
+                continue  # someone else changed the set between our read and now: read it again
+            _put(settings, apps)
+            return result, details
+    raise DeploymentFailed(f"the Serve application set kept changing while {name!r} was being changed "
+                           f"({CHANGE_RETRIES} tries); try again")
+
+
 def _deployment_config(app: dict[str, Any]) -> dict[str, Any]:
     for deployment in app.get("deployments") or []:
-        if deployment.get("name") == DEPLOYMENT_CLASS:
+        if deployment.get("name") in (DEPLOYMENT_CLASS, *LEGACY_DEPLOYMENT_CLASSES):
             return dict(deployment)
     raise NotFound(f"application {app.get('name')!r} is not a workbench deployment")
+
+
+_SETTLED_TRIGGERS = {"CONFIG_UPDATE_COMPLETED", "UPSCALE_COMPLETED", "DOWNSCALE_COMPLETED"}
 
 
 def _info(settings: Settings, name: str, app: dict[str, Any]) -> DeploymentInfo:
     config = app.get("deployed_app_config") or {}
     user = (_deployment_config(config).get("user_config") or {}) if config else {}
     states: dict[str, int] = {}
-    message = app.get("message") or ""
+    # Serve's application message says *that* a deployment failed ("Failed to update the deployments
+    # ['ModelServer']"); the deployment's own message says why (the replica's exception): keep both.
+    messages = [str(app.get("message") or "")]
     applied = ""
     for deployment in (app.get("deployments") or {}).values():
         for replica in deployment.get("replicas") or []:
             states[replica.get("state", "?")] = states.get(replica.get("state", "?"), 0) + 1
-        message = message or deployment.get("message") or ""
-        if deployment.get("status") == "HEALTHY" and deployment.get("status_trigger") == "CONFIG_UPDATE_COMPLETED":
+        messages.append(str(deployment.get("message") or ""))
+        # HEALTHY after a config update, or after a scale (a resources-only roll ends in DOWNSCALE_COMPLETED /
+        # UPSCALE_COMPLETED, and such a roll used to wait for a CONFIG_UPDATE_COMPLETED that never came)
+        if deployment.get("status") == "HEALTHY" and deployment.get("status_trigger") in _SETTLED_TRIGGERS:
             applied = str(((deployment.get("deployment_config") or {}).get("user_config") or {})
                           .get("model_version", ""))
     prefix = app.get("route_prefix") or f"/{name}"
     return DeploymentInfo(name=name, status=str(app.get("status", "UNKNOWN")),
                           url=settings.serve_url + prefix, model_uri=str(user.get("model_uri", "")),
                           model_version=str(user.get("model_version", "")), history=list(user.get("history") or []),
-                          replicas=states, route_prefix=prefix, message=message, config=config,
+                          replicas=states, route_prefix=prefix,
+                          message=" | ".join(dict.fromkeys(m for m in messages if m)), config=config,
                           applied_version=applied, last_deployed_s=float(app.get("last_deployed_time_s") or 0.0))
 
 
@@ -212,71 +273,81 @@ class _Target:
     uri: str  # the pinned URI replicas load (models:/<name>/<version>)
     version: str
     requested: str
-    feature_service: str
+    feature_service: str | None  # None: every input comes from the request, Feast is never asked
+    contract: dict[str, Any] = field(default_factory=dict)  # what the answers hold (serving.contract)
 
 
-def _resolve(settings: Settings, model_uri: str, feature_service: str | None) -> _Target:
-    """Pin ``model_uri`` to a registered version and check its signature against the feature service."""
+NO_FEATURE_SERVICE = ("", "unknown", "none")
+"""Tag values that mean "trained without a feature store" (a lineage card writes "unknown" where it has none)."""
+
+
+def _service_tag(tags: dict[str, str]) -> str | None:
+    from workbench.serving.lookup import TAG_FEATURE_SERVICE
+
+    value = str(tags.get(TAG_FEATURE_SERVICE) or "").strip()
+    return None if value.lower() in NO_FEATURE_SERVICE else value
+
+
+def _resolve(settings: Settings, model_uri: str, feature_service: str | None,
+             default_service: str | None = None) -> _Target:
+    """Pin ``model_uri`` to a registered version and check it can be served.
+
+    The model needs a column-based signature (InvalidInput says how to log one). Its feature service is
+    ``feature_service``, else the version's or its run's ``workbench.feature_service`` tag, else
+    ``default_service`` (a roll keeps the deployment's), else none;
+    only with one is Feast asked, and then every signature column must come from the request-time fields
+    it declares, its features or the event time.
+    """
+    from workbench.features import FEATURE_SERVICE, FRAUD_SERVICE
     from workbench.registry import resolve_model_uri
+    from workbench.serving.contract import contract_from_metadata
+    from workbench.serving.lookup import open_lookup, request_schema
+    from workbench.serving.signature import read_signature
 
     if not isinstance(model_uri, str) or not model_uri.startswith("models:/"):
         raise InvalidInput(f"deploy a registered model: model_uri must look like 'models:/<name>@champion' or "
                            f"'models:/<name>/<version>', got {model_uri!r}")
+    if feature_service is not None and (not isinstance(feature_service, str) or not feature_service):
+        raise InvalidInput(f"feature_service must be a feature service name or None, got {feature_service!r}")
     resolved = resolve_model_uri(settings, model_uri)
     if resolved.version is None:
         raise InvalidInput(f"{model_uri} is not a registered model version; register it first "
                            "(workbench.registry.register_best)")
     version = resolved.version
-    service = feature_service or version.tags.get("workbench.feature_service") or _run_feature_service(
-        settings, version.run_id)
-    columns = _signature_columns(settings, resolved.load_uri)
-    available = set(REQUEST_COLUMNS) | set(_service_features(settings, service))
-    missing = [c for c in columns if c not in available]
-    if missing:
-        raise InvalidInput(f"model {resolved.load_uri} needs inputs {missing} that neither the request "
-                           f"({list(REQUEST_COLUMNS)}) nor feature service {service!r} provides; deploy it with "
-                           "the feature service it was trained on")
-    return _Target(resolved.load_uri, version.version, model_uri, service)
+    run_tags = _run_tags(settings, version.run_id)
+    service = feature_service or _service_tag(version.tags) or _service_tag(run_tags) or default_service or None
+    info = _model_info(settings, resolved.load_uri)
+    signature = read_signature(info.signature, resolved.load_uri)
+    if service:
+        request_schema(signature, open_lookup(settings, service, signature), resolved.load_uri)
+    from workbench.data.task import TAG_TASK
+
+    contract = contract_from_metadata(info.metadata, run_task=version.tags.get(TAG_TASK) or run_tags.get(TAG_TASK),
+                                      fallback_task="binary" if service in (FEATURE_SERVICE, FRAUD_SERVICE) else None)
+    return _Target(resolved.load_uri, version.version, model_uri, service, contract.to_dict())
 
 
-def _run_feature_service(settings: Settings, run_id: str) -> str:
-    from workbench.features import FEATURE_SERVICE
-    from workbench.registry._client import mlflow_client
+def _run_tags(settings: Settings, run_id: str) -> dict[str, str]:
+    from workbench.registry.client import mlflow_client
 
+    if not run_id:
+        return {}
     try:
-        return str(mlflow_client(settings).get_run(run_id).data.tags.get("workbench.feature_service")
-                   or FEATURE_SERVICE)
-    except Exception:  # noqa: BLE001 - a run we cannot read falls back to the default service
-        return FEATURE_SERVICE
+        return dict(mlflow_client(settings).get_run(run_id).data.tags)
+    except Exception:  # noqa: BLE001 - a run we cannot read (deleted, no permission) tags nothing
+        return {}
 
 
-def _signature_columns(settings: Settings, load_uri: str) -> list[str]:
+def _model_info(settings: Settings, load_uri: str) -> Any:
     import mlflow
     from mlflow.models import get_model_info
 
     mlflow.set_tracking_uri(settings.mlflow_uri)
     mlflow.set_registry_uri(settings.mlflow_uri)
     try:
-        info = get_model_info(load_uri)
+        return get_model_info(load_uri)
     except Exception as exc:  # noqa: BLE001 - MLflow raises several kinds for a missing model
         raise NotFound(f"cannot read the model at {load_uri}: {exc}") from exc
-    schema = info.signature.inputs if info.signature else None
-    if schema is None or not schema.has_input_names():
-        raise InvalidInput(f"model {load_uri} has no named input signature, so requests cannot be mapped onto it; "
-                           "log it with a signature (the training stage does)")
-    return list(schema.input_names())
-
-
-def _service_features(settings: Settings, service: str) -> list[str]:
-    from workbench.features.repo import feature_store, get_feature_service
-
-    try:
-        found = get_feature_service(feature_store(settings), service)
-    except NotFound:
-        raise
-    except WorkbenchError as exc:
-        raise NotFound(f"feature service {service!r}: {exc}") from exc
-    return [f.name for projection in found.feature_view_projections for f in projection.features]
 
 
 def _check_gpus(settings: Settings, resources: Resources) -> None:
@@ -291,14 +362,15 @@ def _check_gpus(settings: Settings, resources: Resources) -> None:
 
 
 # Deploy, roll, roll back, delete ----------------------------------------------------------------------
-def _user_config(target: _Target, resources: Resources, history: list[dict[str, str]]) -> dict[str, Any]:
+def _user_config(target: _Target, resources: Resources, history: list[dict[str, Any]]) -> dict[str, Any]:
     return {"model_uri": target.uri, "model_version": target.version, "requested_uri": target.requested,
+            "contract": target.contract, "feature_service": target.feature_service,
             "history": history[-HISTORY_LIMIT:], "max_batch_size": resources.max_batch_size,
             "batch_wait_timeout_s": resources.batch_wait_timeout_s}
 
 
 def app_config(settings: Settings, name: str, target: _Target, resources: Resources,
-               history: list[dict[str, str]] | None = None) -> dict[str, Any]:
+               history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The Serve application config for one deployment (what ``serve deploy`` would take)."""
     deployment: dict[str, Any] = {
         "name": DEPLOYMENT_CLASS,
@@ -314,10 +386,15 @@ def app_config(settings: Settings, name: str, target: _Target, resources: Resour
         "name": name,
         "route_prefix": f"/{name}",
         "import_path": IMPORT_PATH,
-        # secrets travel as environment variables, which the dashboard redacts, never in the visible args
+        # no secret in the config: Serve's REST API (GET /api/serve/applications/) returns args and
+        # runtime_env to anyone who can reach the dashboard, and rollback PUTs back what it GETs. Replicas
+        # read the secret fields from the environment they inherit from their Ray node (Settings.from_dict):
+        # `workbench up` starts the head with Settings.secret_env(), a cluster gives its pods a Secret.
+        # `secret_variables` names (never holds) what replicas need from that environment, so a RayService
+        # export can ask for a Kubernetes Secret for each (workbench.export.rayservice)
         "args": {"settings": settings.to_dict(secrets=False), "deployment": name,
-                 "feature_service": target.feature_service},
-        "runtime_env": {"env_vars": {**settings.engine_env(), **settings.secret_env()}},
+                 "feature_service": target.feature_service, "secret_variables": sorted(settings.secret_env())},
+        "runtime_env": {"env_vars": settings.engine_env()},
         "deployments": [deployment],
     }
 
@@ -373,7 +450,11 @@ def deploy(settings: Settings, model_uri: str, name: str = "fraud", *, target: s
     ``target="ray-serve"`` (tabular models): the alias is resolved now and the version pinned, so every
     replica serves the same version until you :func:`update_deployment`. Raises InvalidInput for a name
     in use, NotFound for a model or alias that does not exist, InvalidInput when the model's inputs are
-    not what the feature service gives. ``target="vllm"`` (language models) hands over to
+    not what the feature service gives, InvalidInput for a model without a signature (the message says how
+    to log one). Every signature column is a request field unless the model has a feature service
+    (``feature_service``, or the ``workbench.feature_service`` tag of its version or run): then the service's
+    entity keys and request-time fields are, and Feast fills the rest. ``timeout_s`` bounds the wait for
+    every replica to serve the version. ``target="vllm"`` (language models) hands over to
     :func:`workbench.serving.vllm.deploy_llm` with ``llm_options`` (max_model_len, dtype, …).
     """
     if target == "vllm":
@@ -386,18 +467,61 @@ def deploy(settings: Settings, model_uri: str, name: str = "fraud", *, target: s
         raise InvalidInput(f"options {sorted(llm_options)} apply to target='vllm' only")
     check_deployment_name(name)
     resources = resources or Resources()
-    details = serve_details(settings)
-    apps = _app_configs(details)
-    if name in apps:
+    if name in _app_configs(serve_details(settings)):
         raise InvalidInput(f"a deployment named {name!r} already exists; roll it with update_deployment(settings, "
                            f"{name!r}, model_uri=...) or delete_deployment it first")
     pinned = _resolve(settings, model_uri, feature_service)
     _check_gpus(settings, resources)
     log_dir(settings, name).mkdir(parents=True, exist_ok=True)
-    apps[name] = app_config(settings, name, pinned, resources)
-    _put(settings, apps)
+    config = app_config(settings, name, pinned, resources)
+
+    def add(details: dict[str, Any], apps: dict[str, dict[str, Any]]) -> None:
+        if name in apps:
+            raise InvalidInput(f"a deployment named {name!r} was created meanwhile; roll it with "
+                               "update_deployment or choose another name")
+        apps[name] = config
+
+    _, details = _change_apps(settings, name, add)
     put_at = _stamp(details, name)
-    return wait_until(settings, name, lambda i: i.serves(pinned.version, put_at), timeout_s, progress)
+    deadline = time.monotonic() + timeout_s
+    info = wait_until(settings, name, lambda i: i.serves(pinned.version, put_at), timeout_s, progress)
+    _wait_routed(info, deadline)
+    return info
+
+
+def _wait_routed(info: DeploymentInfo, deadline: float) -> None:
+    """Wait until the ingress routes ``/<name>`` on every process that accepts its connections.
+
+    Serve reports RUNNING before its HAProxy ingress has reloaded the new route (CI saw a 404 on the first
+    request). A reload starts a new HAProxy with ``-sf <old pid>``, and for a moment both processes accept
+    on the port: the first 200 may come from the new one while the next request lands on the old one,
+    which has no route yet (CI saw exactly that: ``/ping`` answered, ``/predict`` right after was 404). So on
+    a local ingress ``deploy`` also waits until one process alone listens on the port, then asks again.
+    """
+    url = f"{info.url.rstrip('/')}/ping"
+    parsed = urlparse(url)
+    local = parsed.hostname in ("127.0.0.1", "localhost", "::1") and parsed.port is not None
+    status: int | str = "not asked"
+    while True:
+        status = _ping(url)
+        if status == 200:
+            listeners = processes_listening_on(parsed.port) if local and parsed.port else set()
+            if len(listeners) <= 1:
+                if not local or _ping(url) == 200:
+                    return
+            else:
+                status = f"200, but {len(listeners)} ingress processes still listen on port {parsed.port}"
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    raise DeploymentFailed(f"deployment {info.name!r} is RUNNING but its route {url} does not answer ({status})")
+
+
+def _ping(url: str) -> int | str:
+    try:
+        return requests.get(url, timeout=5).status_code
+    except requests.RequestException as exc:
+        return type(exc).__name__
 
 
 def update_deployment(settings: Settings, name: str, model_uri: str | None = None, *,
@@ -409,70 +533,87 @@ def update_deployment(settings: Settings, name: str, model_uri: str | None = Non
     version until the new one is loaded); the version served before is kept for :func:`rollback`.
     """
     current = get_deployment(settings, name)
-    details = serve_details(settings)
-    apps = _app_configs(details)
-    app = apps[name]
-    deployment = _deployment_config(app)
-    user = dict(deployment.get("user_config") or {})
-    history = list(user.get("history") or [])
-    if model_uri is not None:
-        target = _resolve(settings, model_uri, app["args"].get("feature_service"))
-        if target.version != current.model_version:
-            history.append({"model_uri": current.model_uri, "model_version": current.model_version,
-                            "requested_uri": str(user.get("requested_uri", current.model_uri))})
-    else:
-        target = _Target(current.model_uri, current.model_version, str(user.get("requested_uri", "")),
-                         app["args"].get("feature_service", ""))
-    if resources is None:
-        resources = Resources(
-            replicas=int(deployment.get("num_replicas") or 1),
-            num_cpus=float((deployment.get("ray_actor_options") or {}).get("num_cpus", 0.5)),
-            num_gpus=float((deployment.get("ray_actor_options") or {}).get("num_gpus", 0.0)),
-            autoscaling=Autoscaling(**{k: v for k, v in (deployment.get("autoscaling_config") or {}).items()
-                                       if k in ("min_replicas", "max_replicas", "target_ongoing_requests")})
-            if deployment.get("autoscaling_config") else None,
-            max_batch_size=int(user.get("max_batch_size", 32)),
-            batch_wait_timeout_s=float(user.get("batch_wait_timeout_s", 0.005)),
-            max_ongoing_requests=int(deployment.get("max_ongoing_requests") or 64))
-    _check_gpus(settings, resources)
-    updated = app_config(settings, name, target, resources, history)
-    updated["args"] = app["args"]  # same code and settings: Serve updates the replicas in place
-    apps[name] = updated
-    _put(settings, apps)
+
+    def roll(details: dict[str, Any], apps: dict[str, dict[str, Any]]) -> _Target:
+        if name not in apps:
+            raise NotFound(f"deployment {name!r} was deleted meanwhile")
+        app = apps[name]
+        deployment = _deployment_config(app)
+        user = dict(deployment.get("user_config") or {})
+        history = list(user.get("history") or [])
+        if model_uri is not None:
+            target = _resolve(settings, model_uri, None,
+                              user.get("feature_service", app["args"].get("feature_service")) or None)
+            if target.version != current.model_version:
+                history.append({"model_uri": current.model_uri, "model_version": current.model_version,
+                                "requested_uri": str(user.get("requested_uri", current.model_uri)),
+                                "contract": user.get("contract") or {},
+                                "feature_service": user.get("feature_service", app["args"].get("feature_service"))})
+        else:
+            target = _Target(current.model_uri, current.model_version, str(user.get("requested_uri", "")),
+                             user.get("feature_service", app["args"].get("feature_service")) or None,
+                             dict(user.get("contract") or {}))
+        chosen = resources
+        if chosen is None:
+            chosen = Resources(
+                replicas=int(deployment.get("num_replicas") or 1),
+                num_cpus=float((deployment.get("ray_actor_options") or {}).get("num_cpus", 0.5)),
+                num_gpus=float((deployment.get("ray_actor_options") or {}).get("num_gpus", 0.0)),
+                autoscaling=Autoscaling(**{k: v for k, v in (deployment.get("autoscaling_config") or {}).items()
+                                           if k in ("min_replicas", "max_replicas", "target_ongoing_requests")})
+                if deployment.get("autoscaling_config") else None,
+                max_batch_size=int(user.get("max_batch_size", 32)),
+                batch_wait_timeout_s=float(user.get("batch_wait_timeout_s", 0.005)),
+                max_ongoing_requests=int(deployment.get("max_ongoing_requests") or 64))
+        _check_gpus(settings, chosen)
+        updated = app_config(settings, name, target, chosen, history)
+        updated["args"] = app["args"]  # same code and settings: Serve updates the replicas in place
+        apps[name] = updated
+        return target
+
+    target, details = _change_apps(settings, name, roll)
     put_at = _stamp(details, name)
     return wait_until(settings, name, lambda i: i.serves(target.version, put_at), timeout_s, progress)
 
 
 def rollback(settings: Settings, name: str, *, timeout_s: float = 600.0, progress: bool = True) -> DeploymentInfo:
     """Serve the version that was served before the last roll (in place, like a roll)."""
-    details = serve_details(settings)
-    apps = _app_configs(details)
-    if name not in apps:
+    if name not in _app_configs(serve_details(settings)):
         get_deployment(settings, name)  # raises NotFound with the names that exist
-    app = apps[name]
-    deployment = _deployment_config(app)
-    user = dict(deployment.get("user_config") or {})
-    history = list(user.get("history") or [])
-    if not history:
-        raise InvalidInput(f"deployment {name!r} has served only version {user.get('model_version')}: nothing to "
-                           "roll back to")
-    previous = history.pop()
-    user.update(model_uri=previous["model_uri"], model_version=previous["model_version"],
-                requested_uri=previous.get("requested_uri", previous["model_uri"]), history=history)
-    deployment["user_config"] = user
-    app["deployments"] = [deployment if d.get("name") == DEPLOYMENT_CLASS else d for d in app["deployments"]]
-    _put(settings, apps)
+
+    def back(details: dict[str, Any], apps: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        if name not in apps:
+            raise NotFound(f"deployment {name!r} was deleted meanwhile")
+        app = apps[name]
+        deployment = _deployment_config(app)
+        user = dict(deployment.get("user_config") or {})
+        history = list(user.get("history") or [])
+        if not history:
+            raise InvalidInput(f"deployment {name!r} has served only version {user.get('model_version')}: nothing to "
+                               "roll back to")
+        previous = history.pop()
+        user.update(model_uri=previous["model_uri"], model_version=previous["model_version"],
+                    requested_uri=previous.get("requested_uri", previous["model_uri"]), history=history,
+                    contract=previous.get("contract") or {},
+                    feature_service=previous.get("feature_service", user.get("feature_service")))
+        deployment["user_config"] = user
+        app["deployments"] = [deployment if d.get("name") == deployment["name"] else d for d in app["deployments"]]
+        return previous
+
+    previous, details = _change_apps(settings, name, back)
     put_at = _stamp(details, name)
     return wait_until(settings, name, lambda i: i.serves(previous["model_version"], put_at), timeout_s, progress)
 
 
 def delete_deployment(settings: Settings, name: str, *, timeout_s: float = 120.0) -> None:
     """Stop serving ``name`` (its prediction log stays for monitoring)."""
-    apps = _app_configs(serve_details(settings))
-    if name not in apps:
+    if name not in _app_configs(serve_details(settings)):
         get_deployment(settings, name)
-    del apps[name]
-    _put(settings, apps)
+
+    def remove(details: dict[str, Any], apps: dict[str, dict[str, Any]]) -> None:
+        apps.pop(name, None)
+
+    _change_apps(settings, name, remove)
     deadline = time.monotonic() + timeout_s
     while name in (serve_details(settings).get("applications") or {}):
         if time.monotonic() > deadline:
@@ -493,7 +634,7 @@ def kserve_manifest(settings: Settings, model_uri: str, name: str = "fraud", *, 
     ``storage_uri`` defaults to the model version's artifact location in MLflow (an ``s3://`` or
     ``gs://`` bucket on a cluster; a local ``file://`` path here, which you would replace).
     """
-    from workbench.registry._client import mlflow_client
+    from workbench.registry.client import mlflow_client
     from workbench.serving.kserve import inference_service
 
     check_deployment_name(name)
@@ -516,4 +657,4 @@ def kserve_manifest(settings: Settings, model_uri: str, name: str = "fraud", *, 
         replicas=auto.min_replicas if auto else resources.replicas,
         max_replicas=auto.max_replicas if auto else resources.replicas,
         num_cpus=resources.num_cpus, num_gpus=int(resources.num_gpus + 0.999), memory=memory,
-        model_version=target.version, feature_service=target.feature_service)
+        model_version=target.version, feature_service=target.feature_service or "")

@@ -8,7 +8,7 @@ own words, and a server that does not answer becomes :class:`~workbench.errors.S
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,11 +54,12 @@ def llm_errors(deployment: LLMDeployment | str) -> Iterator[None]:
 
 
 def llm_client(settings: Settings, name: str, *, timeout_s: float | None = None, max_retries: int = 0) -> Any:
-    """An ``openai.OpenAI`` client bound to the deployment's base URL (vLLM needs no key)."""
+    """An ``openai.OpenAI`` client bound to the deployment's base URL, sending ``settings.vllm_api_key`` when
+    one is configured (vLLM then refuses requests without it)."""
     import openai
 
     deployment = get_llm_deployment(settings, name)
-    return openai.OpenAI(base_url=deployment.base_url, api_key="not-needed",
+    return openai.OpenAI(base_url=deployment.base_url, api_key=settings.vllm_api_key or "not-needed",
                          timeout=timeout_s if timeout_s is not None else max(settings.request_timeout_s, 120.0),
                          max_retries=max_retries)
 
@@ -97,10 +98,11 @@ def _check_messages(messages: Sequence[Message]) -> list[dict[str, str]]:
 
 def chat(settings: Settings, name: str, messages: Sequence[Message] | str, *, max_tokens: int = 64,
          temperature: float = 0.0, stream: bool = False, model: str | None = None, client: Any = None,
-         **extra: Any) -> ChatResult:
+         on_text: Callable[[str], Any] | None = None, **extra: Any) -> ChatResult:
     """One chat completion from deployment ``name`` (a plain string is one user message).
 
-    ``stream=True`` reads the answer as it is generated and measures the time to the first token.
+    ``stream=True`` reads the answer as it is generated and measures the time to the first token;
+    ``on_text(answer_so_far)`` is called for every piece, so a chat box can draw it as it arrives.
     ``model`` overrides the served model name (to see how vLLM answers a wrong one).
     """
     deployment = get_llm_deployment(settings, name)
@@ -134,6 +136,8 @@ def chat(settings: Settings, name: str, messages: Sequence[Message] | str, *, ma
                     if first is None:
                         first = time.perf_counter() - began
                     pieces.append(choice.delta.content)
+                    if on_text is not None:
+                        on_text("".join(pieces))
                 if choice.finish_reason:
                     finish = str(choice.finish_reason)
         return ChatResult(text="".join(pieces), finish_reason=finish, prompt_tokens=prompt_tokens,

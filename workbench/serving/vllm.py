@@ -37,7 +37,7 @@ import yaml
 
 from workbench.config import Settings
 from workbench.errors import InvalidInput, NotFound, ServiceUnavailable
-from workbench.services._process import ProcessRecord, log_tail, port_is_free, spawn, stop_tree
+from workbench.services.processes import ProcessRecord, log_tail, port_is_free, spawn, stop_tree
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -229,7 +229,9 @@ def check_vllm_environment(settings: Settings) -> None:
 def _vllm_env(settings: Settings) -> dict[str, str]:
     return {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
             "DO_NOT_TRACK": "1", "VLLM_CPU_KVCACHE_SPACE": str(settings.vllm_cpu_kvcache_gib),
-            "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+            "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false",
+            # the key through the environment: a command line is readable by every user of the machine
+            **({"VLLM_API_KEY": settings.vllm_api_key} if settings.vllm_api_key else {})}
 
 
 def _free_port(settings: Settings, taken: set[int]) -> int:
@@ -240,11 +242,16 @@ def _free_port(settings: Settings, taken: set[int]) -> int:
                              "for vLLM; stop a deployment or change vllm_port")
 
 
-def _healthy(url: str, served_model_name: str, timeout_s: float) -> bool:
+def auth_headers(settings: Settings) -> dict[str, str]:
+    """What a request to a local vLLM server's /v1 routes carries when an API key is configured."""
+    return {"Authorization": f"Bearer {settings.vllm_api_key}"} if settings.vllm_api_key else {}
+
+
+def _healthy(url: str, served_model_name: str, timeout_s: float, headers: dict[str, str] | None = None) -> bool:
     try:
         if requests.get(f"{url}/health", timeout=timeout_s).status_code != 200:
             return False
-        models = requests.get(f"{url}/v1/models", timeout=timeout_s).json()
+        models = requests.get(f"{url}/v1/models", timeout=timeout_s, headers=headers or {}).json()
         return any(m.get("id") == served_model_name for m in models.get("data", []))
     except (requests.RequestException, ValueError):
         return False
@@ -264,7 +271,7 @@ def _start_server(settings: Settings, name: str, model_dir: Path, served_model_n
     deadline = time.monotonic() + settings.vllm_start_timeout_s
     delay = 0.5
     while True:
-        if _healthy(url, served_model_name, settings.request_timeout_s):
+        if _healthy(url, served_model_name, settings.request_timeout_s, auth_headers(settings)):
             return record
         try:
             alive = proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
@@ -299,7 +306,7 @@ def start_vllm(settings: Settings, model_dir: str | Path, *, name: str, served_m
 def download_llm(settings: Settings, model_uri: str) -> tuple[Path, Any]:
     """Resolve ``model_uri`` once and download its Hugging Face folder (cached per version)."""
     from workbench.registry import resolve_model_uri
-    from workbench.registry._client import mlflow_client, mlflow_errors
+    from workbench.registry.client import mlflow_client, mlflow_errors
 
     resolved = resolve_model_uri(settings, model_uri)
     version = resolved.version

@@ -37,10 +37,19 @@ class TrainingState:
     dropout: float
     metrics: dict[str, float] = field(default_factory=dict)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    task: str = "binary"
+    classes: list[Any] = field(default_factory=lambda: [0, 1])
+    positive: Any = 1
+    preprocessor: dict[str, Any] | None = None  # Preprocessor.to_dict(); None: raw numeric columns
+    n_inputs: int = 0  # encoded width (0: one input per feature column)
+    n_outputs: int = 1
+    y_mean: float = 0.0  # regression: the model predicts (y - y_mean) / y_std
+    y_std: float = 1.0
 
     def build_model(self) -> FraudMLP:
         """The model with this state's weights, on CPU, in eval mode."""
-        model = FraudMLP(len(self.feature_columns), self.hidden_sizes, self.dropout)
+        model = FraudMLP(self.n_inputs or len(self.feature_columns), self.hidden_sizes, self.dropout,
+                         self.n_outputs)
         model.load_state_dict(self.model_state)
         model.eval()
         return model
@@ -58,6 +67,14 @@ class TrainingState:
             "dropout": float(self.dropout),
             "metrics": {k: float(v) for k, v in self.metrics.items()},
             "hyperparameters": self.hyperparameters,
+            "task": self.task,
+            "classes": list(self.classes),
+            "positive": self.positive,
+            "preprocessor": self.preprocessor,
+            "n_inputs": int(self.n_inputs),
+            "n_outputs": int(self.n_outputs),
+            "y_mean": float(self.y_mean),
+            "y_std": float(self.y_std),
         }
         tmp = out / (STATE_FILE + ".tmp")
         torch.save(payload, tmp)
@@ -78,6 +95,14 @@ class TrainingState:
             dropout=float(payload["dropout"]),
             metrics=dict(payload.get("metrics", {})),
             hyperparameters=dict(payload.get("hyperparameters", {})),
+            task=str(payload.get("task", "binary")),
+            classes=list(payload.get("classes", [0, 1])),
+            positive=payload.get("positive", 1),
+            preprocessor=payload.get("preprocessor"),
+            n_inputs=int(payload.get("n_inputs", 0)),
+            n_outputs=int(payload.get("n_outputs", 1)),
+            y_mean=float(payload.get("y_mean", 0.0)),
+            y_std=float(payload.get("y_std", 1.0)),
         )
 
 

@@ -20,15 +20,13 @@ _STARTED = time.perf_counter()
 _STARTED_UNIX = time.time()
 
 import ray  # noqa: E402 - imports are timed from process start
-import torch  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from workbench.training.export import log_fraud_model  # noqa: E402
 from workbench.training.frame import read_frame  # noqa: E402
 from workbench.training.joblog import say  # noqa: E402
 from workbench.training.spec import TrainingSpec  # noqa: E402
-from workbench.training.tracking import set_tags, tracking_client  # noqa: E402
-from workbench.training.trainer import run_training  # noqa: E402
+from workbench.training.tracking import tracking_client  # noqa: E402
+from workbench.training.trainers import JobContext, get_trainer  # noqa: E402
 
 
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -62,36 +60,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    torch.set_num_threads(1)  # the driver only coordinates; the cores belong to the workers
     say(f"job {args.job_id or '?'} for MLflow run {args.run_id}; timing driver_started_unix={_STARTED_UNIX:.3f} "
         f"driver_imports_s={time.perf_counter() - _STARTED:.3f}")
     client = tracking_client(args.tracking_uri)
     status = "FAILED"
     try:
         spec = TrainingSpec.load(args.spec)
+        trainer = get_trainer(spec.trainer)
         warming = _warm_up(client, args.run_id)
-        began = time.perf_counter()
-        frame = read_frame(spec)  # fails fast on labels that are not 0/1, missing values, one class
-        example = frame[list(spec.feature_columns)].head(5)
-        say(f"timing read_frame_s={time.perf_counter() - began:.3f} rows={len(frame)}")
-        del frame
-        began = time.perf_counter()
-        ray.init(log_to_driver=True)
-        say(f"timing ray_init_s={time.perf_counter() - began:.3f}")
+        example = None
+        if trainer.uses_frame:
+            began = time.perf_counter()
+            frame = read_frame(spec)  # fails fast on labels that do not fit the task
+            example = frame[list(spec.feature_columns)].head(5)
+            say(f"timing read_frame_s={time.perf_counter() - began:.3f} rows={len(frame)}")
+            del frame
+            began = time.perf_counter()
+            ray.init(log_to_driver=True)
+            say(f"timing ray_init_s={time.perf_counter() - began:.3f}")
         warming.join()
+        experiment_id = client.get_run(args.run_id).info.experiment_id
+        job = JobContext(spec, args.run_id, args.tracking_uri, experiment_id, example)
         if spec.sweep is not None:
             from workbench.training.sweep import run_sweep
 
-            experiment_id = client.get_run(args.run_id).info.experiment_id
-            state = run_sweep(spec, args.run_id, experiment_id, args.tracking_uri)
+            outcome = run_sweep(job)
         else:
-            state = run_training(spec, args.run_id, args.tracking_uri)
-        began = time.perf_counter()
-        model_uri = log_fraud_model(args.tracking_uri, args.run_id, state, example)
-        set_tags(client, args.run_id, {"workbench.model_uri": model_uri,
-                                       "workbench.final_epoch": str(state.epoch)})
-        say(f"timing log_model_s={time.perf_counter() - began:.3f}")
-        say(f"logged model {model_uri} (epoch {state.epoch}, roc_auc={state.metrics.get('roc_auc', float('nan')):.4f})")
+            outcome = trainer.train(job)
+        headline = next((f", {k}={outcome.metrics[k]:.4f}" for k in ("roc_auc", "accuracy", "rmse")
+                         if k in outcome.metrics), "")
+        if outcome.model_uri:
+            say(f"logged model {outcome.model_uri} (epoch {outcome.step}{headline})")
         status = "FINISHED"
     except SystemExit:
         status = "KILLED"

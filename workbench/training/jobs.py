@@ -26,6 +26,7 @@ from mlflow.tracking import MlflowClient
 from ray.job_submission import JobDetails, JobStatus, JobSubmissionClient
 
 from workbench.config import Settings
+from workbench.data.task import TAG_TASK
 from workbench.errors import InvalidInput, JobFailed, NotFound, ServiceUnavailable, WorkbenchError
 from workbench.training.cluster import check_mlflow, check_ray, cluster_gpus
 from workbench.training.spec import TrainingSpec
@@ -42,6 +43,7 @@ from workbench.training.tracking import (
     set_tags,
     tracking_client,
 )
+from workbench.training.trainers import get_trainer
 
 ENTRYPOINT_MODULE = "workbench.training.entrypoint"
 SPEC_FILE = "spec.json"
@@ -53,6 +55,7 @@ TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 JOB_ENV = {"PYTHONUNBUFFERED": "1", "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "600"}
 #: On one local machine nothing is preempted: skip Ray Train's preemption-watcher actor (one process less).
 LOCAL_JOB_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+TAG_TRAINER = "workbench.trainer"
 
 
 class TrainingTimeout(WorkbenchError, TimeoutError):
@@ -147,21 +150,18 @@ def _entrypoint(settings: Settings, spec_path: Path, run_id: str, job_id: str) -
 
 def _submit(settings: Settings, spec: TrainingSpec, spec_path: Path, run_id: str, experiment_id: str,
             job_id: str, jobs: JobSubmissionClient) -> None:
-    options: dict[str, Any] = {}
-    if spec.driver_cpus > 0:
-        options["entrypoint_num_cpus"] = spec.driver_cpus
-    if spec.gpus > 0:
-        options["entrypoint_num_gpus"] = spec.gpus
-    if spec.memory_mb > 0:
-        options["entrypoint_memory"] = spec.memory_mb * 1024 * 1024
+    trainer = get_trainer(spec.trainer)
+    options: dict[str, Any] = {f"entrypoint_{k}": v for k, v in trainer.job_resources(spec).items()}
+    env = {**settings.engine_env(), **JOB_ENV, **(LOCAL_JOB_ENV if settings.profile == "local" else {}),
+           **trainer.job_env(spec, run_id, experiment_id, settings.mlflow_uri)}
     try:
         jobs.submit_job(
             entrypoint=_entrypoint(settings, spec_path, run_id, job_id),
             submission_id=job_id,
-            runtime_env={"env_vars": {**settings.engine_env(), **JOB_ENV,
-                                      **(LOCAL_JOB_ENV if settings.profile == "local" else {})}},
+            runtime_env={**trainer.runtime_env(spec), "env_vars": env},
             metadata={"workbench": "training", "mlflow_run_id": run_id, "experiment_id": experiment_id,
-                      "epochs": str(spec.epochs), "kind": "sweep" if spec.sweep else "training"},
+                      "epochs": str(trainer.total_steps(spec)), "kind": "sweep" if spec.sweep else "training",
+                      "trainer": spec.trainer},
             **options,
         )
     except (ConnectionError, RuntimeError, requests.RequestException) as exc:
@@ -180,14 +180,16 @@ def submit_training_job(settings: Settings, spec: TrainingSpec, *, job_id: str |
     checkpoint_dir = Path(spec.checkpoint_dir or settings.checkpoints_dir).resolve()
     # the job runs in another working directory: every path it reads must be absolute
     spec = spec.replace(experiment=spec.experiment or settings.experiment, checkpoint_dir=str(checkpoint_dir),
-                        frame_path=str(Path(spec.frame_path).resolve()))
+                        frame_path=str(Path(spec.frame_path).resolve()) if spec.frame_path else "",
+                        working_dir=str(Path(spec.working_dir).resolve()) if spec.working_dir else "")
     experiment = client.get_experiment_by_name(spec.experiment)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(spec.experiment)
     kind = "sweep" if spec.sweep else "training"
     run = client.create_run(experiment_id, run_name=spec.run_name or None,
                             tags={**spec.tags, TAG_KIND: kind, TAG_DATASET_VERSION: spec.dataset_version,
                                   TAG_FEATURE_SERVICE: spec.feature_service,
-                                  TAG_RAN_ON: "gpu" if spec.use_gpu else "cpu"})
+                                  TAG_RAN_ON: "gpu" if spec.use_gpu else "cpu", TAG_TASK: spec.task,
+                                  TAG_TRAINER: spec.trainer})
     run_id = run.info.run_id
     job_id = job_id or _new_job_id(run_id)
     spec_path = spec.save(checkpoint_dir / run_id / SPEC_FILE)
@@ -201,6 +203,7 @@ def submit_training_job(settings: Settings, spec: TrainingSpec, *, job_id: str |
                                     "cpus_per_worker": spec.cpus_per_worker,
                                     "n_features": len(spec.feature_columns),
                                     "feature_columns": list(spec.feature_columns),
+                                    "categorical_columns": list(spec.categorical_columns or ()),
                                     "label_column": spec.label_column, "frame_path": spec.frame_path,
                                     "dataset_version": spec.dataset_version,
                                     "feature_service": spec.feature_service,
@@ -248,6 +251,8 @@ def resume_training_job(settings: Settings, run_id: str, *, job_id: str | None =
         spec = TrainingSpec.load(spec_path)
     if spec.sweep is not None:
         raise InvalidInput("a sweep cannot be resumed; submit it again")
+    if not get_trainer(spec.trainer).resumable:
+        raise InvalidInput(f"a run of trainer {spec.trainer!r} cannot be resumed; submit it again")
     spec, fell_back = _resolve_gpu(settings, spec)  # the cluster may have changed since the first job
     if fell_back:
         spec.save(spec_path)

@@ -16,8 +16,8 @@ from torch import nn
 
 from workbench.training.checkpoint import TrainingState
 from workbench.training.frame import TrainingData, shard
-from workbench.training.metrics import classification_metrics
-from workbench.training.model import FraudMLP, Standardizer, predict_proba
+from workbench.training.metrics import choose_threshold, task_metrics
+from workbench.training.model import FraudMLP, Standardizer, logits_of, outputs_for_task
 from workbench.training.spec import TrainingSpec
 
 #: Called after every epoch with the new state and that epoch's metrics; reports, checkpoints and logs.
@@ -45,11 +45,23 @@ def train_model(
     ``prepare_model`` wraps the model for data parallelism (Ray Train's ``prepare_model``); every worker
     trains on its own equal shard of the train split and evaluates the whole validation split.
     ``all_reduce_sum`` sums a tensor over workers so the reported loss is the global mean.
+
+    The loss follows the task: binary cross-entropy without class weights (so the scores stay
+    probabilities), softmax cross-entropy, or mean squared error on the standardised target.
     """
     device = device or torch.device("cpu")
     torch.manual_seed(spec.seed)
+    coding = data.coding
+    task = coding.task
+    n_outputs = len(coding.classes) if task == "multiclass" else 1
     scaler = start.scaler if start is not None else Standardizer.fit(data.x_train)
-    model = FraudMLP(len(spec.feature_columns), spec.hidden_sizes, spec.dropout)
+    if start is not None:
+        y_mean, y_std = start.y_mean, start.y_std
+    elif task == "regression":
+        y_mean, y_std = float(np.mean(data.y_train)), float(np.std(data.y_train)) or 1.0
+    else:
+        y_mean, y_std = 0.0, 1.0
+    model = FraudMLP(data.x_train.shape[1], spec.hidden_sizes, spec.dropout, n_outputs)
     if start is not None:
         model.load_state_dict(start.model_state)
     model.to(device)
@@ -57,13 +69,18 @@ def train_model(
     optimizer = torch.optim.AdamW(trained.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     if start is not None:
         optimizer.load_state_dict(start.optimizer_state)
-    pos_weight = torch.tensor(data.pos_weight, dtype=torch.float32, device=device)
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    loss_fn = _LOSSES[task]()
+
+    def target(y: np.ndarray) -> torch.Tensor:
+        if task == "multiclass":
+            return torch.from_numpy(y.astype(np.int64))
+        return torch.from_numpy(((y.astype(np.float64) - y_mean) / y_std).astype(np.float32))
 
     rows = shard(len(data.x_train), rank, world_size)
     x_train = torch.from_numpy(scaler.transform(data.x_train[rows]))
-    y_train = torch.from_numpy(data.y_train[rows].astype(np.float32))
+    y_train = target(data.y_train[rows])
     x_val = scaler.transform(data.x_val)
+    y_val = target(data.y_val)
     first_epoch = start.epoch + 1 if start is not None else 0
     state: TrainingState | None = None
     for epoch in range(first_epoch, spec.epochs):
@@ -85,10 +102,12 @@ def train_model(
         model.eval()
         with torch.no_grad():
             val_logits = model(torch.from_numpy(x_val).to(device))
-            val_loss = float(loss_fn(val_logits, torch.from_numpy(data.y_val).to(device)))
-        probabilities = torch.sigmoid(val_logits).cpu().numpy()
+            val_loss = float(loss_fn(val_logits, y_val.to(device)))
+        outputs = outputs_for_task(task, val_logits.cpu().numpy(), y_mean, y_std)
+        threshold = (choose_threshold(data.y_val, outputs, spec.threshold_rule, spec.threshold)
+                     if task == "binary" else spec.threshold)
         metrics = {"loss": float(total[0]) / max(float(total[1]), 1.0), "val_loss": val_loss,
-                   **classification_metrics(data.y_val, probabilities, spec.threshold),
+                   **task_metrics(task, data.y_val, outputs, threshold),
                    "epoch_time_s": time.perf_counter() - began}
         state = TrainingState(
             epoch=epoch,
@@ -100,11 +119,28 @@ def train_model(
             dropout=spec.dropout,
             metrics=metrics,
             hyperparameters=spec.hyperparameters(),
+            task=task,
+            classes=list(coding.classes),
+            positive=coding.positive,
+            preprocessor=data.preprocessor.to_dict() if data.preprocessor is not None else None,
+            n_inputs=int(data.x_train.shape[1]),
+            n_outputs=n_outputs,
+            y_mean=y_mean,
+            y_std=y_std,
         )
         on_epoch(state, metrics)
     return state
 
 
+_LOSSES: dict[str, Callable[[], nn.Module]] = {
+    "binary": nn.BCEWithLogitsLoss, "multiclass": nn.CrossEntropyLoss, "regression": nn.MSELoss}
+
+
+def state_outputs(state: TrainingState, x: np.ndarray) -> np.ndarray:
+    """The task's outputs for encoded rows under a saved state."""
+    return outputs_for_task(state.task, logits_of(state.build_model(), state.scaler, x), state.y_mean, state.y_std)
+
+
 def validation_probabilities(state: TrainingState, data: TrainingData) -> np.ndarray:
-    """Probabilities of the validation split under a saved state (for checks and benchmarks)."""
-    return predict_proba(state.build_model(), state.scaler, data.x_val)
+    """The task's outputs on the validation split under a saved state (binary: probabilities)."""
+    return state_outputs(state, data.x_val)

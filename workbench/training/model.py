@@ -1,4 +1,5 @@
-"""The tabular fraud model: a standardiser fitted on the training split and a small MLP producing logits.
+"""The tabular MLP: a standardiser fitted on the training split and a small MLP producing logits (one for
+binary and regression, one per class for multiclass).
 
 The standardiser is part of the model (it is saved in every checkpoint and in the logged MLflow model),
 because a model fed unscaled features at serving time silently predicts nonsense.
@@ -41,9 +42,11 @@ class Standardizer:
 
 
 class FraudMLP(nn.Module):
-    """Linear → ReLU (→ Dropout) blocks, then one output logit (apply a sigmoid for a probability)."""
+    """Linear → ReLU (→ Dropout) blocks, then ``n_outputs`` outputs (one: squeezed to a vector; a sigmoid
+    makes it a probability)."""
 
-    def __init__(self, n_features: int, hidden_sizes: Sequence[int], dropout: float = 0.0) -> None:
+    def __init__(self, n_features: int, hidden_sizes: Sequence[int], dropout: float = 0.0,
+                 n_outputs: int = 1) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = n_features
@@ -53,11 +56,16 @@ class FraudMLP(nn.Module):
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = size
-        layers.append(nn.Linear(width, 1))
+        layers.append(nn.Linear(width, n_outputs))
         self.net = nn.Sequential(*layers)
+        self.n_outputs = n_outputs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(-1)
+        out = self.net(x)
+        return out.squeeze(-1) if self.n_outputs == 1 else out
+
+
+TabularMLP = FraudMLP
 
 
 def linear_layers(model: nn.Module) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -66,8 +74,31 @@ def linear_layers(model: nn.Module) -> list[tuple[np.ndarray, np.ndarray]]:
             for m in model.modules() if isinstance(m, nn.Linear)]
 
 
+def logits_of(model: nn.Module, scaler: Standardizer, x: np.ndarray, batch_size: int = 65_536) -> np.ndarray:
+    """The model's raw outputs for unscaled (encoded) rows, in eval mode without gradients."""
+    model.eval()
+    device = next(model.parameters()).device
+    scaled = scaler.transform(x)
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(scaled), batch_size):
+            out.append(model(torch.from_numpy(scaled[start:start + batch_size]).to(device)).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def outputs_for_task(task: str, logits: np.ndarray, y_mean: float = 0.0, y_std: float = 1.0) -> np.ndarray:
+    """Logits → the task's output: P(positive), class probabilities, or the value on the label's scale."""
+    z = np.asarray(logits, dtype=np.float64)
+    if task == "binary":
+        return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0))))
+    if task == "multiclass":
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return np.asarray(e / e.sum(axis=1, keepdims=True))
+    return np.asarray(z * y_std + y_mean)
+
+
 def predict_proba(model: nn.Module, scaler: Standardizer, x: np.ndarray, batch_size: int = 65_536) -> np.ndarray:
-    """Fraud probabilities for raw (unscaled) feature rows, computed in eval mode without gradients."""
+    """Binary probabilities for raw (unscaled) feature rows, computed in eval mode without gradients."""
     model.eval()
     device = next(model.parameters()).device
     scaled = scaler.transform(x)

@@ -1,8 +1,9 @@
-"""Sweeps: a Ray Tune search over the spec's hyper-parameters, run inside the training job.
+"""Sweeps: a Ray Tune search over the spec's hyper-parameters, run inside the training job, for any
+trainer that implements ``trial`` (the built-in MLP and XGBoost).
 
 The spec's MLflow run is the parent; each trial becomes a child run (tag ``mlflow.parentRunId``) with
-its sampled params and per-epoch metrics, created by the driver's metric relay. Trials run the same loop
-as Ray Train workers, one process each (a sweep of small tabular models gains more from trials in
+its sampled params and per-step metrics, created by the driver's metric relay. Trials run the trainer's
+own in-process training, one process each (a sweep of small tabular models gains more from trials in
 parallel than from data parallelism inside a trial). The best trial's params and metrics, and its
 model, go on the parent run.
 """
@@ -16,11 +17,11 @@ from typing import Any
 from ray import tune
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from workbench.training.checkpoint import TrainingState
 from workbench.training.joblog import say
 from workbench.training.relay import MetricRelay
-from workbench.training.spec import SweepSpec, TrainingSpec
+from workbench.training.spec import METRICS_BY_TASK, SweepSpec
 from workbench.training.tracking import TAG_BEST_CHILD, log_epoch_metrics, log_params, set_tags, tracking_client
+from workbench.training.trainers import JobContext, TrainOutcome, get_trainer
 from workbench.training.trial import run_trial
 
 SWEEP_DIR = "sweep"
@@ -43,20 +44,23 @@ def search_space(sweep: SweepSpec) -> dict[str, Any]:
     return space
 
 
-def run_sweep(spec: TrainingSpec, run_id: str, experiment_id: str, tracking_uri: str) -> TrainingState:
-    """Run the spec's sweep; log the best trial on the parent run; return the best trial's final state."""
+def run_sweep(job: JobContext) -> TrainOutcome:
+    """Run the spec's sweep; log the best trial's params, metrics and model on the parent run."""
+    spec = job.spec
     sweep = spec.sweep
     if sweep is None:
         raise ValueError("run_sweep needs a spec with a sweep section")
+    trainer = get_trainer(spec.trainer)
+    run_id = job.run_id
     run_dir = Path(spec.checkpoint_dir) / run_id
     trials_dir = run_dir / TRIALS_DIR
-    client = tracking_client(tracking_uri)
-    relay = MetricRelay(client, run_id, trials_dir, trials=True, experiment_id=experiment_id,
+    client = tracking_client(job.tracking_uri)
+    relay = MetricRelay(client, run_id, trials_dir, trials=True, experiment_id=job.experiment_id,
                         lineage={"dataset_version": spec.dataset_version, "feature_service": spec.feature_service})
     resources = {"cpu": spec.cpus_per_worker, "gpu": 1.0 if spec.use_gpu else 0.0}
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=spec.to_dict(), trials_dir=str(trials_dir)), resources)
-    say(f"sweep of run {run_id}: {sweep.num_samples} trials over {sorted(sweep.search_space)}, "
+    say(f"sweep of run {run_id} ({spec.trainer}): {sweep.num_samples} trials over {sorted(sweep.search_space)}, "
         f"optimising {sweep.metric} ({sweep.mode})")
     tuner = tune.Tuner(
         trainable,
@@ -80,14 +84,15 @@ def run_sweep(spec: TrainingSpec, run_id: str, experiment_id: str, tracking_uri:
     best = results.get_best_result(metric=sweep.metric, mode=sweep.mode, scope="last")
     if best.checkpoint is None:
         raise RuntimeError("the best trial left no checkpoint")
-    with best.checkpoint.as_directory() as folder:
-        state = TrainingState.load(folder)
     best_config, best_metrics = dict(best.config or {}), dict(best.metrics or {})
     best_child = relay.child_run_id(str(best_metrics.get("trial_id", ""))) or ""
+    step = int(best_metrics.get("epoch", 0))
+    wanted = {*METRICS_BY_TASK[spec.task], "loss", "val_loss", "threshold"}
+    final = {k: float(v) for k, v in best_metrics.items() if k in wanted and isinstance(v, int | float)}
     log_params(client, run_id, {f"best_{k}": v for k, v in best_config.items()})
-    final = {k: float(v) for k, v in state.metrics.items()}
-    log_epoch_metrics(client, run_id, {**final, f"best_{sweep.metric}": final[sweep.metric]}, state.epoch)
+    log_epoch_metrics(client, run_id, {**final, f"best_{sweep.metric}": final[sweep.metric]}, step)
     set_tags(client, run_id, {TAG_BEST_CHILD: best_child, "workbench.sweep_trials": str(len(results)),
                               "workbench.sweep_failed_trials": str(results.num_errors)})
     say(f"best trial: {best_config} {sweep.metric}={final[sweep.metric]:.4f} (child run {best_child})")
-    return state
+    with best.checkpoint.as_directory() as folder:
+        return trainer.log_checkpoint(Path(folder), job)

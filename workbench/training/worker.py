@@ -25,6 +25,8 @@ from workbench.training.loop import train_model
 from workbench.training.metric_files import write_epoch_metrics
 from workbench.training.spec import TrainingSpec
 
+HEADLINE = ("roc_auc", "accuracy", "rmse")  # the metric worth a glance in the log, by task
+
 
 def _sum_over_workers(value: torch.Tensor) -> torch.Tensor:
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
@@ -73,7 +75,8 @@ def train_worker(config: dict[str, Any]) -> None:
                              checkpoint_dir_name=epoch_dir_name(state.epoch))
         if rank == 0:
             write_epoch_metrics(metrics_dir, state.epoch, metrics)
-            say(f"epoch {state.epoch} loss={metrics['loss']:.4f} roc_auc={metrics['roc_auc']:.4f} | timing "
+            headline = next((f" {k}={metrics[k]:.4f}" for k in HEADLINE if k in metrics), "")
+            say(f"epoch {state.epoch} loss={metrics['loss']:.4f}{headline} | timing "
                 f"train_s={metrics['epoch_time_s']:.3f} checkpoint_report_s={time.perf_counter() - reporting:.3f} "
                 f"at_unix={time.time():.3f}")
 

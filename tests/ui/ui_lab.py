@@ -1,0 +1,140 @@
+"""A JupyterLab server and a headless Chromium for browser tests (and the data browser benchmark).
+
+JupyterLab runs from the project's venv on a free 127.0.0.1 port with a random token; all its state
+(config, data, runtime, IPython, user settings, workspaces) lives in one temporary folder, so a test
+never reads or writes the user's Jupyter setup. Chromium is Debian's (``apt-get install chromium``):
+``playwright install`` would download a browser, which these machines cannot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+VENV_BIN = Path(sys.executable).parent
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
+                                                                       "checkForUpdates": False},
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"autoStartDefaultKernel": True},
+}
+
+
+@dataclass
+class Lab:
+    root: Path
+    port: int
+    token: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def notebook_url(self, name: str) -> str:
+        return f"{self.url}/lab/tree/{name}?token={self.token}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def write_notebook(path: Path, cells: list[str]) -> Path:
+    """A notebook of code cells, no outputs, the venv's python3 kernel."""
+    nb = {"nbformat": 4, "nbformat_minor": 5,
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+          "cells": [{"cell_type": "code", "id": f"c{i}", "metadata": {}, "execution_count": None, "outputs": [],
+                     "source": src} for i, src in enumerate(cells)]}
+    path.write_text(json.dumps(nb, indent=1))
+    return path
+
+
+def start_lab(root: Path, timeout_s: float = 180.0) -> Lab:
+    """Start JupyterLab serving ``root``; returns once its API answers (raises with the log otherwise)."""
+    state = root / ".jupyter-state"
+    env = dict(os.environ)
+    for var, sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
+                     ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython")):
+        (state / sub).mkdir(parents=True, exist_ok=True)
+        env[var] = str(state / sub)
+    for name, values in _SETTINGS.items():
+        target = state / "settings" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(values))
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    port, token = free_port(), secrets.token_hex(16)
+    log = state / "lab.log"
+    cmd = [str(VENV_BIN / "jupyter"), "lab", "--no-browser", f"--port={port}", "--ServerApp.port_retries=0",
+           "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+           f"--LabApp.user_settings_dir={state / 'settings'}", f"--LabApp.workspaces_dir={state / 'workspaces'}",
+           "--LabApp.news_url=", "--ServerApp.open_browser=False"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    with log.open("wb") as out:
+        process = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    lab = Lab(root, port, token, process, log)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"JupyterLab exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            request = urllib.request.Request(f"{lab.url}/api/status", headers={"Authorization": f"token {token}"})
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                if answer.status == 200:
+                    return lab
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    stop_lab(lab)
+    raise RuntimeError(f"JupyterLab did not answer within {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def stop_lab(lab: Lab) -> None:
+    """Stop the server we started (its kernels with it), by its own process group."""
+    if lab.process.poll() is None:
+        lab.process.send_signal(signal.SIGTERM)
+        try:
+            lab.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(lab.process.pid, signal.SIGKILL)
+            lab.process.wait(10)
+    try:  # kernels the server did not get to shut down
+        os.killpg(lab.process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def launch_chromium(playwright: Any) -> Any:
+    return playwright.chromium.launch(executable_path=chromium(), headless=True, args=CHROMIUM_ARGS)
+
+
+def run_first_cell(page: Any, timeout_ms: int = 120_000) -> None:
+    """Run the notebook's first cell from the keyboard, as a user would."""
+    page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=timeout_ms)
+    # A cell run before the kernel is connected is dropped: wait for the status bar to say Idle.
+    page.wait_for_selector(".jp-StatusBar-Widget:has-text('| Idle')", timeout=timeout_ms)
+    page.click(".jp-Notebook .jp-Cell .cm-content")
+    page.keyboard.press("Shift+Enter")
+    page.wait_for_function("() => /\\[(\\*|\\d+)\\]/.test("
+                           "document.querySelector('.jp-Cell .jp-InputPrompt').textContent)", timeout=timeout_ms)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -11,7 +12,9 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def notebook(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
+def notebook(cells: list[tuple[str, str]], name: str = "") -> nbformat.NotebookNode:
+    """The notebook of ``cells``; cell ids come from the notebook's name and the cell's place, so
+    regenerating an unchanged notebook changes nothing in git."""
     nb = new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
@@ -23,6 +26,8 @@ def notebook(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
             if kind == "params":
                 cell.metadata["tags"] = ["parameters"]
             nb.cells.append(cell)
+    for i, cell in enumerate(nb.cells):
+        cell.id = hashlib.sha1(f"{name}:{i}".encode()).hexdigest()[:8]
     return nb
 
 
@@ -278,10 +283,14 @@ MONITOR = [
     ("md", """
 # 06 · Monitoring: latency, throughput, cost, drift, model quality, alerts
 
-Traffic is replayed against the live deployment: rows of the dataset as requests (their own request
-fields, their own event times), first as they are, then a **drifted segment** where one numeric input is
-four times larger. Everything below is computed from the prediction log the replicas wrote, for any model:
-latency percentiles and throughput over time, an **estimated** cost per 1,000 predictions, drift of every
+Traffic is replayed against the live deployment, in time order, each request at its own event time: rows
+of the model's training frame as they are (the **normal segment**), then later rows (the holdout) where one
+numeric input is four times larger (the **drifted segment**). With a feature store, the replay is a
+stream: before each batch of requests, the online store gets each entity's state as it stood just before
+that request (what a streaming feature pipeline would have left), so the replicas look up what the
+training frame holds for the same row, and the notebook checks that they do. Everything below is
+computed from the prediction log the replicas wrote, for any model: latency percentiles and throughput
+over time, an **estimated** cost per 1,000 predictions, drift of every
 logged input and of the model's output against that model's training frame (PSI, Kolmogorov–Smirnov,
 categories with an "other" bucket, nulls counted), the task's quality once labels arrive (joined by
 request id), and the alert rules that fire.
@@ -311,6 +320,8 @@ import requests
 from workbench.config import load_settings
 from workbench.monitoring.figures import use_offline_renderer
 from workbench.data import Task
+from workbench.features import load_declaration, materialize_features, project_for_service
+from workbench.features.stream import state_keys, stream_batches, write_states_as_of
 from workbench.lineage import latest_record, record_stage
 from workbench.monitoring import (default_alert_rules, estimate_cost, latency_over_time, monitoring_report,
                                   performance_summary)
@@ -326,26 +337,41 @@ info = get_deployment(settings, deployment)
 task = Task.from_dict(latest_record(settings, "registry").outputs["task"])
 print(f"{deployment}: model version {info.model_version}, {task.kind} on {task.label!r}")
 """),
-    ("md", "## Replayed traffic: the dataset's rows as requests, then a drifted segment"),
+    ("md", "## Replayed traffic: training rows as requests, then later rows with a drifted input"),
     ("code", """
 schema = request_fields(settings, deployment)
 fields = [f["name"] for f in schema["fields"]]
 optional = [c for c in schema.get("optional", []) if c != "request_id"]
-dataset = pd.read_parquet(latest_record(settings, "data").outputs["dataset_path"])
-sent = fields + [c for c in optional if c in dataset.columns]
-if "timestamp" in optional and task.timestamp in dataset.columns and "timestamp" not in sent:
-    dataset["timestamp"] = dataset[task.timestamp]   # each request at its own time: windows age with it
-    sent.append("timestamp")
+features_record = latest_record(settings, "features")
+trained_on = pd.read_parquet(features_record.outputs["training_frame_path"])
+later = pd.read_parquet(features_record.outputs["holdout_frame_path"])
+missing = [c for c in fields if c not in trained_on.columns]
+assert not missing, f"the training frame of the features stage lacks request fields {missing} of {deployment!r}"
+sent = fields + [c for c in optional if c in trained_on.columns]
+if "timestamp" in optional and task.timestamp in trained_on.columns and "timestamp" not in sent:
+    trained_on["timestamp"], later["timestamp"] = trained_on[task.timestamp], later[task.timestamp]
+    sent.append("timestamp")   # each request at its own time: windows age with it
 numeric = [f["name"] for f in schema["fields"] if f.get("type") in ("double", "float")]
 drift_column = numeric[0]
 print(f"request fields {fields}; the drifted segment multiplies {drift_column!r} by {drift_factor}")
 
 rng = np.random.default_rng(seed)
-normal = dataset.iloc[rng.choice(len(dataset), normal_requests, replace=len(dataset) < normal_requests)]
-drifted = dataset.iloc[rng.choice(len(dataset), drifted_requests, replace=len(dataset) < drifted_requests)].copy()
+normal = trained_on.iloc[rng.choice(len(trained_on), normal_requests, replace=len(trained_on) < normal_requests)]
+drifted = later.iloc[rng.choice(len(later), drifted_requests, replace=len(later) < drifted_requests)].copy()
 drifted[drift_column] = drifted[drift_column] * drift_factor
-traffic = pd.concat([normal.assign(segment="normal"), drifted.assign(segment="drifted")], ignore_index=True)
-traffic["request_id"] = [f"{pipeline_run_id or 'sim'}-{seed}-{i}" for i in range(len(traffic))]
+order = [task.timestamp] if task.timestamp in trained_on.columns else []
+traffic = pd.concat([normal.sort_values(order, kind="stable").assign(segment="normal") if order else
+                     normal.assign(segment="normal"),
+                     drifted.sort_values(order, kind="stable").assign(segment="drifted") if order else
+                     drifted.assign(segment="drifted")], ignore_index=True)
+run_token = pipeline_run_id or f"manual{pd.Timestamp.now(tz='UTC'):%Y%m%d%H%M%S%f}"  # a rerun logs new ids
+traffic["request_id"] = [f"{run_token}-{seed}-{i}" for i in range(len(traffic))]
+
+# with a feature store whose features change over time, replay as a stream (see the introduction)
+project = project_for_service(settings, info.feature_service) if info.feature_service else ""
+streamed = bool(project) and bool(load_declaration(settings, project).timestamp) and bool(order)
+keys = state_keys(settings, project) if streamed else []
+print(f"features: {'streamed from project ' + repr(project) if streamed else project or 'all in the request'}")
 
 def value(v):
     if isinstance(v, pd.Timestamp):
@@ -361,17 +387,27 @@ def send(rows):
     instances = [{"request_id": r["request_id"], **{c: value(r[c]) for c in sent}} for _, r in rows.iterrows()]
     return predict(settings, deployment, instances, session=session)["predictions"]
 
+def batches(rows):  # up to `concurrency` requests of 4 rows at a time; streamed: no entity twice in one
+    if not streamed:
+        yield from (rows.iloc[i:i + 4 * concurrency] for i in range(0, len(rows), 4 * concurrency))
+        return
+    for batch in stream_batches(rows, keys, task.timestamp, max_rows=4 * concurrency):
+        write_states_as_of(settings, project, batch, time_column=task.timestamp)
+        yield batch
+
 starts = {}
 served, http_requests = [], 0
-for segment in ("normal", "drifted"):
-    starts[segment] = pd.Timestamp.now(tz="UTC")
-    rows = traffic[traffic.segment == segment]
-    chunks = [rows.iloc[i:i + 4] for i in range(0, len(rows), 4)]  # 4 rows per request
-    http_requests += len(chunks)
-    with cf.ThreadPoolExecutor(concurrency) as pool:
-        for answer in pool.map(send, chunks):
-            served += answer
+with cf.ThreadPoolExecutor(concurrency) as pool:
+    for segment in ("normal", "drifted"):
+        starts[segment] = pd.Timestamp.now(tz="UTC")
+        for batch in batches(traffic[traffic.segment == segment]):
+            chunks = [batch.iloc[i:i + 4] for i in range(0, len(batch), 4)]  # 4 rows per request
+            http_requests += len(chunks)
+            for answer in pool.map(send, chunks):
+                served += answer
 ended = pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=1)
+if streamed:
+    materialize_features(settings, project)  # leave the online store at the end of the data, as 02 did
 print(f"{len(served)} predictions served in {http_requests} requests")
 """),
     ("md", "## Latency and throughput, from the prediction log"),
@@ -381,6 +417,36 @@ log = log[log.request_id.isin(traffic.request_id)].merge(traffic[["request_id", 
 assert len(log) == len(traffic) and log.request_id.is_unique, "every served prediction is logged exactly once"
 summary = performance_summary(log)
 summary
+"""),
+    ("md", """
+### Served features equal the training features
+
+For each request of the normal segment, the features the replica used (logged with the prediction) and
+the row of the training frame it came from: with no training/serving skew they are the same numbers.
+"""),
+    ("code", """
+inputs = [c for c in features_record.outputs["feature_columns"] if c in trained_on.columns]
+logged = log.set_index("request_id")
+truth = traffic.set_index("request_id").loc[logged.index]
+normal_ids = truth.index[truth.segment == "normal"]
+rows = []
+for column in inputs:
+    got = logged.loc[normal_ids, column if column in logged.columns else f"input:{column}"]
+    want = truth.loc[normal_ids, column]
+    if pd.api.types.is_numeric_dtype(want):
+        g, w = pd.to_numeric(got, errors="coerce").to_numpy(float), want.to_numpy(float)
+        same = np.isclose(g, w, rtol=1e-9, atol=1e-9) | (np.isnan(g) & np.isnan(w))
+        worst = float(np.nanmax(np.abs(g - w))) if len(g) else 0.0
+    else:
+        same = got.astype(str).where(got.notna(), None).to_numpy() == want.astype(str).where(
+            want.notna(), None).to_numpy()
+        worst = float("nan")
+    rows.append({"feature": column, "requests equal": int(same.sum()), "of": len(same),
+                 "max |served - training|": worst})
+skew = pd.DataFrame(rows).set_index("feature")
+unequal = skew[skew["requests equal"] < skew["of"]]
+assert unequal.empty, f"served features differ from the training frame's: {unequal.to_dict('index')}"
+skew
 """),
     ("code", """
 over_time = latency_over_time(log, window)
@@ -449,6 +515,8 @@ record = record_stage(
              "alerts": sorted({f"{a.rule}: {a.metric}" for a in report.alerts}),
              "drifted_features": drifted_drift.drifted_features, "drift_column": drift_column,
              "normal_psi": {r.feature: r.psi for r in normal_drift.features},
+             "features_streamed": streamed, "served_features_checked": int(skew["of"].sum()),
+             "served_features_equal": int(skew["requests equal"].sum()),
              "quality": {k: v for k, v in quality.items() if not pd.isna(v)}},
     inputs={"deployment": deployment, "model_version": info.model_version},
     parameters={"normal_requests": normal_requests, "drifted_requests": drifted_requests, "seed": seed,
@@ -464,5 +532,5 @@ if __name__ == "__main__":
     for name, cells in targets.items():
         if len(sys.argv) > 1 and name not in sys.argv[1:]:
             continue
-        nbformat.write(notebook(cells), ROOT / "notebooks" / name)
+        nbformat.write(notebook(cells, name), ROOT / "notebooks" / name)
         print("wrote", name)

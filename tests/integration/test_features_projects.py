@@ -39,6 +39,7 @@ from workbench.features import (
     project_for_service,
     project_store,
 )
+from workbench.features.stream import state_keys, stream_batches, write_states_as_of
 
 pytestmark = pytest.mark.integration
 
@@ -244,3 +245,40 @@ def test_columns_of_a_dataset_without_timestamp(project: tuple[Settings, pd.Data
     twice = pd.concat([profiles, profiles.assign(plan="changed")], ignore_index=True)
     with pytest.raises(InvalidInput, match="several rows with different values"):
         apply_features(settings, decl, twice)
+
+
+def test_replayed_rows_streamed_in_time_order_get_their_training_features(
+        project: tuple[Settings, pd.DataFrame]) -> None:
+    """Recorded rows replayed as a stream: with each batch's states written as of its rows' times, the online
+    lookup of every row equals a pandas computation from the rows before it, although the store was first
+    materialized to the end of the data (the future), as 02 leaves it."""
+    settings, txns = project
+    materialize_features(settings, "ft_a")
+    replay = txns.sample(90, random_state=5)[["transaction_id", "user_id", "merchant_id", "amount", "event_timestamp"]]
+    keys = state_keys(settings, "ft_a")
+    assert sorted(keys) == [("user_id",), ("user_id",), ("user_id", "merchant_id")]  # history, profile, pair
+    batches = list(stream_batches(replay, keys, "event_timestamp", max_rows=8))
+    ordered = pd.concat(batches)
+    assert ordered["transaction_id"].tolist() == replay.sort_values("event_timestamp")["transaction_id"].tolist()
+    assert all(len(b) <= 8 and not b["user_id"].duplicated().any() for b in batches)
+    served = []
+    for batch in batches:
+        wrote = write_states_as_of(settings, "ft_a", batch)
+        assert wrote.rows == {"user_history": len(batch), "user_merchant_history": len(batch), "profile": len(batch)}
+        served.append(online_features(settings, "ft_a", batch))
+    online = pd.concat(served, ignore_index=True)
+    assert_features_equal(online, expected(txns, ordered))
+    stale = online_features(settings, "ft_a", ordered.iloc[:8]) if len(batches) > 1 else None
+    assert stale is not None and not stale["n_ever"].equals(online["n_ever"].iloc[:8])  # later states meanwhile
+    materialize_features(settings, "ft_a")  # the other tests expect the store at the end of the data
+
+
+def test_streamed_states_refuse_a_repeated_entity_and_rows_without_time(project: tuple[Settings, pd.DataFrame]) -> None:
+    settings, txns = project
+    one_user = txns[txns["user_id"] == txns["user_id"].iloc[0]].head(2)
+    with pytest.raises(InvalidInput, match="appears 2 times: write one state per entity"):
+        write_states_as_of(settings, "ft_a", one_user)
+    with pytest.raises(InvalidInput, match="the rows need their event time"):
+        write_states_as_of(settings, "ft_a", one_user.drop(columns=["event_timestamp"]).head(1))
+    with pytest.raises(InvalidInput, match="max_rows must be at least 1"):
+        list(stream_batches(one_user, [("user_id",)], "event_timestamp", max_rows=0))

@@ -451,7 +451,7 @@ def materialize_features(settings: Settings, name: str, end: datetime | None = N
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     views = []
-    for view, (keys, _) in _tables(declaration).items():
+    for view, (keys, _) in state_tables(declaration).items():
         key_list = ", ".join('"' + k.replace('"', '""') + '"' for k in keys)
         latest = con.execute(
             f"SELECT * FROM read_parquet($path) WHERE {FEATURE_TIMESTAMP} BETWEEN $start AND $end "
@@ -487,7 +487,7 @@ def _read(dataset: Dataset) -> pd.DataFrame:
         raise InvalidInput(f"cannot read the dataset at {path} as Parquet: {exc}") from exc
 
 
-def _utc_us(values: pd.Series, what: str) -> pd.Series:
+def utc_times(values: pd.Series, what: str) -> pd.Series:
     try:
         stamps = pd.to_datetime(values)
     except (TypeError, ValueError) as exc:
@@ -504,7 +504,7 @@ def _entity_rows(declaration: FeatureDeclaration, frame: pd.DataFrame, types: Ma
     for column in declaration.request_fields():
         rows[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     if declaration.timestamp:
-        stamps = _utc_us(frame[declaration.timestamp], declaration.timestamp)
+        stamps = utc_times(frame[declaration.timestamp], declaration.timestamp)
         rows[REQUEST_TIME] = stamps.astype("int64").to_numpy() // 1000
         rank = stamps.groupby(stamps).cumcount().to_numpy()
         if len(rank) and rank.max() >= 1000:
@@ -571,7 +571,7 @@ def historical_features(settings: Settings, name: str, rows: pd.DataFrame,
     return joined.sort_values(_ROW).reset_index(drop=True)[[_ROW, *features]]
 
 
-def _tables(declaration: FeatureDeclaration) -> dict[str, tuple[tuple[str, ...], list[str]]]:
+def state_tables(declaration: FeatureDeclaration) -> dict[str, tuple[tuple[str, ...], list[str]]]:
     """Per feature view of the project: its join keys and stored columns."""
     out = {h.view: (h.keys, [h.last_event, *[c for g in h.groups for c in g.stored()]])
            for h in histories(declaration).values()}
@@ -601,7 +601,7 @@ def duckdb_features(settings: Settings, name: str, rows: pd.DataFrame) -> pd.Dat
     con.execute("SET TimeZone = 'UTC'")
     con.register("entity_rows", rows.drop(columns=[ENTITY_TIMESTAMP], errors="ignore"))
     select, joins = ["r.*"], []
-    for i, (table_name, (keys, columns)) in enumerate(_tables(declaration).items()):
+    for i, (table_name, (keys, columns)) in enumerate(state_tables(declaration).items()):
         path = str(folder / "data" / f"{table_name}.parquet").replace("'", "''")
         on = " AND ".join(f'r."{k}" = t{i}."{k}"' for k in keys)
         joins.append(f"ASOF LEFT JOIN (SELECT *, epoch_us({FEATURE_TIMESTAMP}) AS _fu FROM read_parquet('{path}')) "
@@ -658,7 +658,7 @@ def feature_frame(settings: Settings, name: str, dataset: Dataset, label: str | 
         settings, name, rows)
     out = frame[list(dict.fromkeys(c for c in wanted if c != label))].reset_index(drop=True)
     if declaration.timestamp:
-        out[declaration.timestamp] = _utc_us(out[declaration.timestamp], declaration.timestamp)
+        out[declaration.timestamp] = utc_times(out[declaration.timestamp], declaration.timestamp)
     out = pd.concat([out, joined.drop(columns=[_ROW])], axis=1)
     if label:
         out[label] = frame[label].to_numpy()
@@ -719,7 +719,7 @@ def lookup_online(settings: Settings, name: str, rows: Any, time_column: str | N
     if column is None or column not in frame.columns:
         request_us = np.full(len(frame), now_us, dtype=np.int64)
     else:
-        stamps = _utc_us(frame[column], column)
+        stamps = utc_times(frame[column], column)
         known = stamps.notna().to_numpy()
         request_us = np.full(len(frame), now_us, dtype=np.int64)
         request_us[known] = stamps[known].astype("int64").to_numpy() // 1000

@@ -113,6 +113,12 @@ class DeploymentInfo:
     def running(self) -> bool:
         return self.status == "RUNNING"
 
+    @property
+    def feature_service(self) -> str:
+        """The Feast feature service the replicas look features up in; '' when every input is in the request."""
+        return str((_deployment_config(self.config).get("user_config") or {}).get("feature_service") or "") \
+            if self.config else ""
+
     def serves(self, version: str, after_s: float = 0.0) -> bool:
         """Every replica is up and serving ``version``, from a deploy stamped later than ``after_s``."""
         return (self.running and self.applied_version == version and self.last_deployed_s > after_s

@@ -42,6 +42,7 @@ from sklearn.metrics import (
 from workbench.config import Settings
 from workbench.training import TrainingJob, TrainingSpec, submit_training_job
 from workbench.training.frame import load_training_data, split_indices
+from workbench.training.frame import shard as split_shard
 from workbench.training.loop import train_model
 from workbench.training.xgb import fit_booster
 
@@ -99,6 +100,8 @@ def submitted(services: Settings) -> Iterator[Submitted]:
     xgb = {"trainer": "xgboost", "n_estimators": 15, "max_depth": 3}
     specs = {
         "xgboost-binary": TrainingSpec(frame_path=str(frames["binary"]), task="binary", **xgb, **common),
+        "xgboost-binary-2-workers": TrainingSpec(frame_path=str(frames["binary"]), task="binary", num_workers=2,
+                                                 **xgb, **common),
         "xgboost-regression": TrainingSpec(frame_path=str(frames["regression"]), task="regression", **xgb, **common),
         "xgboost-multiclass-sweep": TrainingSpec(
             frame_path=str(frames["multiclass"]), task="multiclass", **xgb, **common,
@@ -238,6 +241,23 @@ def test_xgboost_job_logs_the_booster_it_trained(submitted: Submitted, task: str
     data = load_training_data(spec, mode="ordinal")
     local = fit_booster(spec, data).predict(xgboost.DMatrix(data.x_val, missing=np.nan))
     assert np.allclose(local, checked.output, atol=1e-5)
+
+
+def test_xgboost_on_two_workers_trains_on_shards_and_equals_the_whole_data_fit(submitted: Submitted) -> None:
+    """Ray Train's XGBoostTrainer: each worker boosts on half the train rows, XGBoost's collective combines
+    their histograms, and the logged booster is the one a single process fits on all the rows, not on one
+    shard (which differs by half a probability on some rows here)."""
+    checked = check_run(submitted, "xgboost-binary-2-workers", "binary")
+    job = submitted.jobs["xgboost-binary-2-workers"]
+    logs = job.logs()
+    assert "worker 0 of 2 trains on 240 of 480 train rows" in logs, logs[-3000:]
+    assert "worker 1 of 2 trains on 240 of 480 train rows" in logs, logs[-3000:]
+    data = load_training_data(job.spec, mode="ordinal")
+    rows = xgboost.DMatrix(data.x_val, missing=np.nan)
+    whole = fit_booster(job.spec, data).predict(rows)
+    one_shard = fit_booster(job.spec, data, rows=split_shard(len(data.x_train), 0, 2)).predict(rows)
+    assert np.allclose(checked.output, whole, atol=1e-5)
+    assert np.abs(checked.output - one_shard).max() > 0.05
 
 
 def test_xgboost_multiclass_sweep_logs_trials_and_the_best_model(submitted: Submitted) -> None:

@@ -109,6 +109,9 @@ def _boost(spec_dict: dict[str, Any], metrics_dir: str, rank: int, world_size: i
     if rank == 0:
         say(f"timing worker_setup_s={time.perf_counter() - began:.3f} rows_train={len(data.x_train)} "
             f"rows_val={len(data.x_val)} world_size={world_size}")
+    if world_size > 1:
+        say(f"worker {rank} of {world_size} trains on {len(rows) if rows is not None else 0} of "
+            f"{len(data.x_train)} train rows; XGBoost's collective combines the shards")
 
     def on_round(epoch: int, metrics: dict[str, float]) -> None:
         if rank == 0:

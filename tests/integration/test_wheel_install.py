@@ -127,7 +127,7 @@ def test_wheel_carries_and_enables_both_extensions(tmp_path: Path) -> None:
     rows = [r for r in _listed_under(labextensions, f"{venv}/share/jupyter/labextensions")
             if r.split()[0] == EXTENSION_NAME]
     assert rows, f"{EXTENSION_NAME} not listed under the fresh venv's share/jupyter:\n{''.join(labextensions)}"
-    assert re.fullmatch(rf"{EXTENSION_NAME} v\S+ enabled OK.*", rows[0]), rows[0]
+    assert re.fullmatch(rf"{EXTENSION_NAME} v\S+ enabled OK \(python, workbench\)", rows[0].strip()), rows[0]
 
     servers = _run([python, "-m", "jupyter_server.extension.serverextension", "list"], env, cwd=tmp_path)
     rows = _listed_under(servers, f"Config dir: {venv}/etc/jupyter")

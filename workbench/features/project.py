@@ -459,19 +459,26 @@ def materialize_features(settings: Settings, name: str, end: datetime | None = N
             {"path": str(folder / "data" / f"{view}.parquet"), "start": start, "end": end}).df()
         if latest.empty:
             continue
-        latest[FEATURE_TIMESTAMP] = pd.to_datetime(latest[FEATURE_TIMESTAMP], utc=True)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                store.write_to_online_store(view, df=latest, allow_registry_cache=False)
-        except Exception as exc:
-            raise online_store_error(settings, exc, f"materializing {view!r} of feature project {name!r}") from exc
+        write_states(settings, store, view, latest, f"materializing {view!r} of feature project {name!r}")
         views.append(view)
     info = ProjectMaterializeInfo(name, tuple(views), start, end, time.perf_counter() - started)
     (folder / MATERIALIZED_FILE).write_text(json.dumps(
         {"start": start.isoformat(), "end": end.isoformat(), "views": views, "seconds": info.seconds}, indent=2))
     _services.pop(str(folder), None)
     return info
+
+
+def write_states(settings: Settings, store: FeatureStore, view: str, states: pd.DataFrame, doing: str,
+                 cached: bool = False) -> None:
+    """Write rows of a state table (its ``feature_timestamp`` as read back by DuckDB) to the online store;
+    a store that refuses is an error saying what was being done (``doing``)."""
+    states[FEATURE_TIMESTAMP] = pd.to_datetime(states[FEATURE_TIMESTAMP], utc=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            store.write_to_online_store(view, df=states, allow_registry_cache=cached)
+    except Exception as exc:
+        raise online_store_error(settings, exc, doing) from exc
 
 
 # training frames --------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ Write in time order: Redis-backed online stores skip a write older than the row 
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +25,14 @@ import pandas as pd
 
 from workbench.config import Settings
 from workbench.errors import InvalidInput
-from workbench.features.project import load_declaration, project_dir, project_store, state_tables, utc_times
-from workbench.features.repo import online_store_error
+from workbench.features.project import (
+    load_declaration,
+    project_dir,
+    project_store,
+    state_tables,
+    utc_times,
+    write_states,
+)
 from workbench.features.tables import FEATURE_TIMESTAMP
 
 REQUEST_AT = "__request_at"
@@ -95,14 +100,8 @@ def write_states_as_of(settings: Settings, name: str, rows: Any, time_column: st
         if states.empty:
             written[view] = 0
             continue
-        states[FEATURE_TIMESTAMP] = pd.to_datetime(states[FEATURE_TIMESTAMP], utc=True)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                store.write_to_online_store(view, df=states, allow_registry_cache=True)
-        except Exception as exc:
-            raise online_store_error(settings, exc, f"writing streamed states of {view!r} in project {name!r}"
-                                     ) from exc
+        write_states(settings, store, view, states, f"writing streamed states of {view!r} in project {name!r}",
+                     cached=True)
         written[view] = len(states)
     return StreamWrite(written, time.perf_counter() - started)
 

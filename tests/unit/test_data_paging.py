@@ -96,6 +96,38 @@ def test_deep_pages_through_the_sampled_window_equal_pandas(sources: dict[str, P
     assert used == [True] * 18  # the window served every page, not the top-N fallback
 
 
+def test_deep_pages_of_one_order_sample_once_and_a_rewritten_file_is_sampled_again(
+        tmp_path: Path, frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scrolling a sorted view: the sorted sample behind a deep page is taken once per dataset state,
+    column and filter, and a file rewritten in place (new size or mtime) is sampled again."""
+    monkeypatch.setattr(paging, "_TOPN_MAX", 10)
+    monkeypatch.setattr(paging, "_SAMPLES", {})
+    path = tmp_path / "one.parquet"
+    frame.to_parquet(path, index=False)
+    sampled: list[str] = []
+    original = paging._sorted_sample
+
+    def spy(con, data, col, where, params, m):  # type: ignore[no-untyped-def]
+        before = len(paging._SAMPLES)
+        out = original(con, data, col, where, params, m)
+        if len(paging._SAMPLES) > before or not paging._SAMPLES:
+            sampled.append(col)
+        return out
+
+    monkeypatch.setattr(paging, "_sorted_sample", spy)
+    for offset in (500, 1_500, 2_500):
+        page = read_page(path, offset=offset, limit=50, sort_by="amount")
+        assert_same(page.rows, expected(frame, offset, 50, "amount"))
+    assert sampled == ['"amount"']  # three deep pages, one sample
+    page = read_page(path, offset=700, limit=50, sort_by="amount", filters=[("device", "!=", "pos")])
+    assert sampled == ['"amount"', '"amount"']  # another filter, another sample
+    changed = frame.assign(amount=frame["amount"][::-1].to_numpy() * 2.0 + 1.0)
+    changed.to_parquet(path, index=False)
+    page = read_page(path, offset=1_500, limit=50, sort_by="amount")
+    assert_same(page.rows, expected(changed, 1_500, 50, "amount"))
+    assert len(sampled) == 3
+
+
 @pytest.mark.parametrize("descending", [False, True])
 def test_first_pages_bounded_by_row_group_statistics_equal_pandas(tmp_path: Path, frame: pd.DataFrame,
                                                                   monkeypatch: pytest.MonkeyPatch,

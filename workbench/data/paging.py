@@ -336,14 +336,17 @@ def _window_keys(con: duckdb.DuckDBPyConnection, data: DataFiles, types: Mapping
     widths = (1, 3, 10)
     levels = [max(p_first - w * slack, 0.0) for w in widths] + [min(p_last + w * slack, 1.0) for w in widths]
     if _source.logical_type(duck_type) in ("int", "float"):
-        sql = f"SELECT reservoir_quantile(CAST({col} AS DOUBLE), $levels, {m}) FROM {scan} WHERE {where}"
+        sample = _sorted_sample(con, data, col, where, params, m)
+        if sample is None:
+            return None
+        quantiles = [sample[min(int(level * len(sample)), len(sample) - 1)].item() for level in levels]
     else:
         sql = (f"SELECT quantile_disc({col}, $levels) FROM (SELECT {col} FROM {scan} WHERE ({where}) "
                f"AND {col} IS NOT NULL) USING SAMPLE reservoir({m} ROWS) REPEATABLE (7)")
-    row = con.execute(sql, {**params, "levels": levels}).fetchone()
-    if row is None or row[0] is None:
-        return None
-    quantiles = list(row[0])
+        row = con.execute(sql, {**params, "levels": levels}).fetchone()
+        if row is None or row[0] is None:
+            return None
+        quantiles = list(row[0])
     lows = [q if lv > 0 else None for q, lv in zip(quantiles[:3], levels[:3], strict=True)]
     highs = [q if lv < 1 else None for q, lv in zip(quantiles[3:], levels[3:], strict=True)]
     li = hi_i = 0
@@ -378,6 +381,37 @@ def _window_keys(con: duckdb.DuckDBPyConnection, data: DataFiles, types: Mapping
         li += n_below > first
         hi_i += n_upto < last
     return None
+
+
+_SAMPLES: dict[tuple[Any, ...], np.ndarray] = {}
+_SAMPLES_KEPT = 8
+
+
+def _sorted_sample(con: duckdb.DuckDBPyConnection, data: DataFiles, col: str, where: str,
+                   params: dict[str, Any], m: int) -> np.ndarray | None:
+    """A sorted reservoir sample of a numeric sort column's non-null values (the filter applied), kept
+    per dataset state, column and filter: a user scrolling through a sorted view asks for page after page
+    of the same order, and the sample (≤ 8 MB) then saves one of the two scans a deep page costs. The
+    files' sizes and modification times are part of the key, so a rewritten dataset is sampled again."""
+    try:
+        stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in data.files)
+    except OSError:
+        stamp = None
+    key = (stamp, col, where, tuple(sorted((k, repr(v)) for k, v in params.items())), m)
+    if stamp is not None and key in _SAMPLES:
+        return _SAMPLES[key]
+    scan = _source.scan_sql(data)
+    values = con.execute(f"SELECT CAST({col} AS DOUBLE) AS v FROM (SELECT {col} FROM {scan} WHERE ({where}) "
+                         f"AND {col} IS NOT NULL) USING SAMPLE reservoir({m} ROWS) REPEATABLE (7)",
+                         params).fetchnumpy()["v"]
+    if len(values) == 0:
+        return None
+    sample = np.sort(np.asarray(values, dtype=np.float64))
+    if stamp is not None:
+        while len(_SAMPLES) >= _SAMPLES_KEPT:
+            _SAMPLES.pop(next(iter(_SAMPLES)))
+        _SAMPLES[key] = sample
+    return sample
 
 
 def _used(params: dict[str, Any], sql: str) -> dict[str, Any]:

@@ -93,9 +93,10 @@ def kernel_child(path: str, rows: int, repeat: int) -> dict[str, Any]:
             "above_baseline_mb": (peak_kb - baseline_kb) / 1024, "cases": results}
 
 
-def run_kernel_side(path: Path, rows: int, repeat: int) -> dict[str, Any]:
+def run_kernel_side(path: Path, rows: int, repeat: int, sample_cache: bool = True) -> dict[str, Any]:
+    off = "" if sample_cache else "from workbench.data import paging; paging._SAMPLES_KEPT = 0; "
     code = (f"import json, sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import bench_data_browser as b; "
-            f"print('RESULT ' + json.dumps(b.kernel_child({str(path)!r}, {rows}, {repeat})))")
+            f"{off}print('RESULT ' + json.dumps(b.kernel_child({str(path)!r}, {rows}, {repeat})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if out.returncode != 0 or not lines:
@@ -188,13 +189,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--browser", action="store_true", help="also measure in JupyterLab + Chromium")
     parser.add_argument("--json", type=Path, help="write the results here too")
+    parser.add_argument("--no-sample-cache", action="store_true",
+                        help="sample every deep sorted page again (the behaviour before the sorted-sample cache)")
     args = parser.parse_args()
 
     import bench_paging
 
     path = bench_paging.ensure_dataset(args.rows)
     print(f"dataset: {path} ({args.rows:,} rows)")
-    kernel = run_kernel_side(path, args.rows, args.repeat)
+    kernel = run_kernel_side(path, args.rows, args.repeat, sample_cache=not args.no_sample_cache)
     print(f"\nkernel side, {args.repeat} rounds, {LIMIT}-row pages; open {kernel['open_s']:.3f} s")
     print(f"{'case':<44}{'median':>9}{'worst':>9}{'1st':>9}{'CPU':>9}{'bytes':>9}")
     for c in kernel["cases"]:

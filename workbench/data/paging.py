@@ -407,7 +407,7 @@ def _sorted_sample(con: duckdb.DuckDBPyConnection, data: DataFiles, col: str, wh
     if len(values) == 0:
         return None
     sample = np.sort(np.asarray(values, dtype=np.float64))
-    if stamp is not None:
+    if stamp is not None and _SAMPLES_KEPT > 0:
         while len(_SAMPLES) >= _SAMPLES_KEPT:
             _SAMPLES.pop(next(iter(_SAMPLES)))
         _SAMPLES[key] = sample

@@ -71,7 +71,7 @@ $(VLLM_STAMP): $(STAMP)
 extension: $(EXT_BUILT)
 
 $(EXT_BUILT): $(STAMP) $(wildcard $(EXT_DIR)/src/*.ts) $(wildcard $(EXT_DIR)/style/*) $(EXT_DIR)/package.json \
-              $(EXT_DIR)/yarn.lock
+              $(EXT_DIR)/yarn.lock $(EXT_DIR)/install.json
 	@echo "Building the JupyterLab extension (jlpm install from npm: about a minute the first time)"
 	cd $(EXT_DIR) && PATH=$(CURDIR)/$(BIN):$$PATH jlpm install --immutable >/dev/null \
 	  && PATH=$(CURDIR)/$(BIN):$$PATH jlpm build:prod >/dev/null

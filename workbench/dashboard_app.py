@@ -21,6 +21,9 @@ def dashboard_page(settings: Settings, deployment: str | None = None, period_s: 
 
     from workbench.widgets.dashboard import MonitoringDashboard
 
+    asked = (pn.state.session_args or {}).get("deployment") if pn.state.curdoc else None
+    if asked:  # ?deployment=<name> in the page's URL, as the JupyterLab Deployments panel opens it
+        deployment = asked[0].decode() if isinstance(asked[0], bytes) else str(asked[0])
     board = MonitoringDashboard(settings, deployment, period_s=period_s, model_uri=model_uri, refresh_now=False)
 
     def first() -> None:  # after the page is up: the first snapshot may take seconds (the reference profile)
@@ -34,14 +37,15 @@ def dashboard_page(settings: Settings, deployment: str | None = None, period_s: 
 
 def serve_dashboard(settings: Settings, *, port: int = 5006, deployment: str | None = None, period_s: float = 5.0,
                     address: str | None = None, show: bool = False, threaded: bool = False,
-                    model_uri: str | None = None) -> Any:
-    """Serve the dashboard at ``http://<address>:<port>/`` (blocking unless ``threaded``) with inline resources."""
+                    model_uri: str | None = None, prefix: str = "") -> Any:
+    """Serve the dashboard at ``http://<address>:<port><prefix>/`` (blocking unless ``threaded``) with inline
+    resources. ``prefix`` is the path it is served under (``/workbench-dashboard`` behind the Jupyter server)."""
     import panel as pn
 
     pn.extension("plotly", inline=True)  # sets pn.config.inline: Bokeh, Panel and plotly.js served from here
     host = address or settings.host
     return pn.serve({"/": lambda: dashboard_page(settings, deployment, period_s, model_uri)}, port=port, address=host,
-                    show=show, threaded=threaded, title="Workbench monitoring",
+                    show=show, threaded=threaded, title="Workbench monitoring", prefix=prefix.rstrip("/"),
                     websocket_origin=[f"{host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"])
 
 
@@ -54,15 +58,19 @@ def register_cli(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--model-uri", default=None,
                         help="models:/<name>/<version> of the deployed model, when Ray Serve cannot be asked")
     parser.add_argument("--address", default=None, help="address to bind (default: the settings' host)")
+    parser.add_argument("--prefix", default="", help="URL path to serve under (behind a proxy), e.g. /dash")
     return parser
 
 
 def run_dashboard(settings: Settings, args: argparse.Namespace) -> int:
     """The CLI handler: print the URL, then serve until interrupted."""
     host = args.address or settings.host
-    print(f"workbench dashboard on http://{host}:{args.port}/", flush=True)
+    prefix = args.prefix.rstrip("/")
+    if prefix and not prefix.startswith("/"):
+        raise SystemExit(f"--prefix must start with '/', got {args.prefix!r}")
+    print(f"workbench dashboard on http://{host}:{args.port}{prefix}/", flush=True)
     serve_dashboard(settings, port=args.port, deployment=args.deployment, period_s=args.period, address=host,
-                    model_uri=args.model_uri)
+                    model_uri=args.model_uri, prefix=prefix)
     return 0
 
 

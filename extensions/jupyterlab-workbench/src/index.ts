@@ -7,9 +7,12 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette, InputDialog, showErrorMessage } from '@jupyterlab/apputils';
+import { ICommandPalette, InputDialog, MainAreaWidget, showErrorMessage } from '@jupyterlab/apputils';
+import { PageConfig } from '@jupyterlab/coreutils';
 import { ILauncher } from '@jupyterlab/launcher';
-import { LabIcon } from '@jupyterlab/ui-components';
+import { IFrame, LabIcon } from '@jupyterlab/ui-components';
+
+import { dashboardUrl } from './panel_format';
 
 import { WorkbenchActivity } from './panels';
 import { postAPI } from './request';
@@ -105,6 +108,27 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: () => activity.runs.openComparer()
     });
 
+    // the Panel app of `workbench dashboard`, started and proxied by jupyter-server-proxy
+    // (workbench/server/proxy.py): same origin, the user's Jupyter authentication on every request
+    app.commands.addCommand('workbench:open-dashboard', {
+      label: args => (args.deployment ? `Monitoring dashboard: ${args.deployment as string}` : 'Monitoring dashboard'),
+      caption: 'Latency, throughput, cost, drift and quality of a deployment, live',
+      icon: activityIcon,
+      execute: args => {
+        const deployment = args.deployment ? `${args.deployment as string}` : '';
+        const frame = new IFrame({ sandbox: ['allow-scripts', 'allow-same-origin'] });
+        frame.url = dashboardUrl(PageConfig.getBaseUrl(), deployment);
+        const widget = new MainAreaWidget({ content: frame });
+        widget.id = `workbench-dashboard-${deployment || 'all'}-${Date.now()}`;
+        widget.title.label = deployment ? `Monitoring: ${deployment}` : 'Monitoring';
+        widget.title.icon = activityIcon;
+        widget.title.closable = true;
+        widget.addClass('jp-WorkbenchDashboard');
+        app.shell.add(widget, 'main');
+        app.shell.activateById(widget.id);
+      }
+    });
+
     if (launcher) {
       launcher.add({ command: 'workbench:new-project', category: CATEGORY, rank: 0 });
       STAGES.forEach(([stage, title], i) =>
@@ -114,6 +138,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     if (palette) {
       palette.addItem({ command: 'workbench:new-project', category: CATEGORY });
       palette.addItem({ command: 'workbench:compare-runs', category: CATEGORY });
+      palette.addItem({ command: 'workbench:open-dashboard', category: CATEGORY });
       for (const [stage, title] of STAGES) {
         palette.addItem({ command: 'workbench:open-template', args: { stage, title }, category: CATEGORY });
       }

@@ -148,3 +148,11 @@ export function comparerNotebook(experiment: string): Record<string, unknown> {
     ]
   };
 }
+
+/** The proxied monitoring dashboard (jupyter-server-proxy's `workbench-dashboard`), on one deployment
+ * when a name is given. `baseUrl` is the Jupyter server's base URL (it ends with '/'). */
+export function dashboardUrl(baseUrl: string, deployment?: string): string {
+  const base = baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`;
+  const query = deployment ? `?deployment=${encodeURIComponent(deployment)}` : '';
+  return `${base}workbench-dashboard/${query}`;
+}

@@ -317,9 +317,13 @@ export class RunsPanel extends ActivityPanel {
 export class DeploymentsPanel extends ActivityPanel {
   private readonly listNode: HTMLDivElement;
 
-  constructor() {
+  constructor(private readonly commands: CommandRegistry) {
     super('workbench-deployments', 'Deployments', DEPLOYMENTS_POLL_MS);
     this.headNode.textContent = 'Ray Serve endpoints';
+    const all = element('button', 'jp-WorkbenchPanel-button jp-WorkbenchDeployments-dashboard', 'Monitoring dashboard');
+    all.title = 'Open the live monitoring dashboard in a tab';
+    all.addEventListener('click', () => void this.commands.execute('workbench:open-dashboard', {}));
+    this.headNode.appendChild(all);
     this.listNode = element('div', 'jp-WorkbenchDeployments-list');
     this.bodyNode.appendChild(this.listNode);
   }
@@ -368,6 +372,10 @@ export class DeploymentsPanel extends ActivityPanel {
     if (d.message) {
       lines.push(element('div', 'jp-WorkbenchPanel-detail jp-WorkbenchDeployment-message', d.message));
     }
+    const monitor = element('button', 'jp-WorkbenchPanel-button jp-WorkbenchDeployment-dashboard', 'Dashboard');
+    monitor.title = `Open the monitoring dashboard of ${d.name} in a tab`;
+    monitor.addEventListener('click', () => void this.commands.execute('workbench:open-dashboard', { deployment: d.name }));
+    lines.push(monitor);
     card.append(...lines);
     return card;
   }
@@ -386,7 +394,7 @@ export class WorkbenchActivity extends TabPanel {
     this.title.caption = 'Workbench: jobs, runs, deployments';
     this.jobs = new JobsPanel();
     this.runs = new RunsPanel(commands, contents);
-    this.deployments = new DeploymentsPanel();
+    this.deployments = new DeploymentsPanel(commands);
     this.addWidget(this.jobs);
     this.addWidget(this.runs);
     this.addWidget(this.deployments);

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import {
   clockTime,
   comparerNotebook,
+  dashboardUrl,
   deploymentHealthy,
   duration,
   engineStatusClass,
@@ -171,5 +172,14 @@ describe('comparerNotebook', () => {
     const cells = comparerNotebook('').cells as Cell[];
     expect(cells[0].source).toBe("# Runs of the project's experiment\n\nRun the cell to compare the MLflow runs.");
     expect(cells[1].source.endsWith('RunComparer()')).toBe(true);
+  });
+});
+
+describe('dashboardUrl', () => {
+  it('is the proxy path under the base URL, with the deployment as a query', () => {
+    expect(dashboardUrl('/', 'fraud')).toBe('/workbench-dashboard/?deployment=fraud');
+    expect(dashboardUrl('/user/ana/', '')).toBe('/user/ana/workbench-dashboard/');
+    expect(dashboardUrl('/user/ana')).toBe('/user/ana/workbench-dashboard/');
+    expect(dashboardUrl('/', 'a b&c')).toBe('/workbench-dashboard/?deployment=a%20b%26c');
   });
 });

@@ -34,6 +34,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400),
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 DEPLOY_TIMEOUT_MS = 1_200_000  # ~20 s on a quiet machine, many minutes on a crowded one
+WIDGET_ERROR = "span.wb-deploy-error.wb-deploy-message"
+
+
+def wait_unless_error(page: Any, selector: str, timeout: int = DEPLOY_TIMEOUT_MS) -> None:
+    """Wait for ``selector``; fail at once, quoting it, when the widget shows an error message instead."""
+    page.wait_for_selector(f"{selector}, {WIDGET_ERROR}", timeout=timeout)
+    error = page.query_selector(WIDGET_ERROR)
+    if error is not None and page.query_selector(selector) is None:
+        raise AssertionError(f"the deployer shows an error instead of {selector!r}: {error.inner_text()}")
 
 
 @pytest.fixture(scope="module")
@@ -142,15 +151,17 @@ def test_deploy_see_healthy_and_try_a_request(lab: _lab.Lab, project: Path, serv
             page.select_option(".wb-deploy-roll-version select", label=f"v{second.version} (challenger)")
             rolled = time.perf_counter()
             page.click("button.wb-deploy-roll")
-            page.wait_for_selector(f".wb-deploy-table tr[data-deployment='{deployment}']"
-                                   f":has(.wb-deploy-version[data-version='{second.version}'])"
-                                   ":has(.wb-health[data-health='healthy'])", timeout=DEPLOY_TIMEOUT_MS)
+            wait_unless_error(page, f".wb-deploy-table tr[data-deployment='{deployment}']"
+                                    f":has(.wb-deploy-version[data-version='{second.version}'])"
+                                    ":has(.wb-health[data-health='healthy'])")
             timings["click_to_rolled_s"] = round(time.perf_counter() - rolled, 2)
             assert get_deployment(services, deployment).applied_version == second.version
-            page.wait_for_selector(".wb-deploy-progress:has-text('done in')", timeout=DEPLOY_TIMEOUT_MS)
+            # "done in" is drawn once the widget has redrawn after the roll: a click from then on is taken
+            wait_unless_error(page, ".wb-deploy-progress:has-text('done in')")
+            assert f"rolled {deployment}: serving v{second.version}" in page.inner_text(".wb-deploy-message")
             page.click("button.wb-deploy-rollback")
-            page.wait_for_selector(f"{version_cell}[data-version='{logged.version}']", timeout=DEPLOY_TIMEOUT_MS)
-            page.wait_for_selector(".wb-deploy-message:has-text('rolled back')", timeout=DEPLOY_TIMEOUT_MS)
+            wait_unless_error(page, f"{version_cell}[data-version='{logged.version}']")
+            wait_unless_error(page, ".wb-deploy-message:has-text('rolled back')")
             assert get_deployment(services, deployment).applied_version == logged.version
 
             # delete asks first, then removes it
@@ -159,7 +170,7 @@ def test_deploy_see_healthy_and_try_a_request(lab: _lab.Lab, project: Path, serv
             page.screenshot(path=str(ARTIFACTS / "deployer_confirm_delete.png"))
             assert deployment in {d.name for d in list_deployments(services)}
             page.click("button.wb-deploy-confirm")
-            page.wait_for_selector(f".wb-deploy-message:has-text('deleted {deployment}')", timeout=300_000)
+            wait_unless_error(page, f".wb-deploy-message:has-text('deleted {deployment}')", timeout=300_000)
             assert page.query_selector(f".wb-deploy-table tr[data-deployment='{deployment}']") is None
             assert deployment not in {d.name for d in list_deployments(services)}
             assert "Traceback" not in page.inner_text(".wb-deploy")

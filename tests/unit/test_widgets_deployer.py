@@ -167,3 +167,37 @@ def test_widget_without_services_shows_a_message(settings: Settings) -> None:
     app = Workbench(settings=offline, tabs=["Deploy"])  # the app's Deploy tab is this widget
     assert isinstance(app.widget("Deploy"), Deployer)
     app.widget("Deploy").close()
+
+
+def test_done_shows_after_the_redraw_and_a_click_then_is_taken(settings: Settings) -> None:
+    """CI saw a click on "roll back" right after "done in" refused as "still busy": the roll's redraw still ran.
+
+    Now the final line is drawn only after the action's follow-up (``then``), and a click while an ended action
+    still redraws waits for it instead of being refused.
+    """
+    pytest.importorskip("ipywidgets")
+    from workbench.widgets.deployer import Deployer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    widget = Deployer(settings=settings.replace(request_timeout_s=2.0, mlflow_port=port, ray_dashboard_port=port,
+                                                serve_port=port), live=False)
+    in_then, release = threading.Event(), threading.Event()
+    progress_in_then: list[str] = []
+
+    def then(_op: Operation) -> None:
+        progress_in_then.append(widget.progress.value)
+        in_then.set()
+        release.wait(10)
+
+    first = widget._start("rolling a to 2", lambda: "rolled", then=then)
+    assert first is not None and in_then.wait(10)
+    assert first.done.is_set() and not first.finished.is_set()
+    assert "done in" not in progress_in_then[0]  # not yet drawn while the follow-up runs
+    threading.Timer(0.2, release.set).start()  # the redraw ends while the next click waits for it
+    second = widget._start("rolling a back", lambda: "back")
+    assert second is not None and first.finished.is_set()
+    assert second.wait(10) and second.ok and "rolling a back: done in" in widget.progress.value
+    assert "still busy" not in widget.message.value
+    widget.close()

@@ -54,6 +54,7 @@ _CSS = """<style>
 .wb-deploy .wb-deploy-chat { font-size: 12px; max-height: 260px; overflow-y: auto; white-space: pre-wrap;
   background: var(--jp-layout-color2, #f5f5f5); padding: 4px; }
 </style>"""
+_FINISH_GRACE_S = 60.0  # how long a click waits for an ended action to finish redrawing
 _HEALTH_MARK = {"healthy": "●", "unhealthy": "✖", "updating": "◌", "stopped": "○"}
 
 
@@ -347,19 +348,24 @@ class Deployer(LiveWidget):
     def _start(self, what: str, action: Callable[[], Any], *, watch: Callable[[], str] | None = None,
                then: Callable[[Operation], Any] | None = None, request: bool = False) -> Operation | None:
         current = self.request_op if request else self.operation
+        # An action that has ended may still be redrawing the table (its ``then``): a click in that short
+        # gap waits for it instead of being refused, since the user already saw the action end.
+        if current is not None and current.done.is_set():
+            current.finished.wait(_FINISH_GRACE_S)
         if current is not None and not current.finished.is_set():
             self._show_error(f"still busy ({current.what}); wait for it")
             return None
 
         def changed(op: Operation) -> None:
-            if not request:
-                self.progress.value = f"<i>{html.escape(op.text())}</i>" if op.ok or not op.done.is_set() else \
-                    f"<span class='wb-deploy-error'>{html.escape(op.text())}</span>"
             if op.done.is_set():
                 if op.error:
                     self._show_error(op.error)
                 if then is not None:
                     self._guard(lambda: then(op))
+            # the final line ("done in ...") is drawn only after ``then``: once it shows, the widget is ready
+            if not request:
+                self.progress.value = f"<i>{html.escape(op.text())}</i>" if op.ok or not op.done.is_set() else \
+                    f"<span class='wb-deploy-error'>{html.escape(op.text())}</span>"
 
         op = Operation(what, action, watch=watch, on_change=changed)
         if request:

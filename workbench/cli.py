@@ -41,8 +41,18 @@ def _cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     print(f"profile {settings.profile}: starting what is missing under {settings.state_dir} ...", flush=True)
     for status in ServiceManager(settings).up():
         print(status)
+    print(_storage_line(settings))
     print(_serve_line(settings))
     return 0
+
+
+def _storage_line(settings: Settings) -> str:
+    if settings.storage == "s3":
+        return (f"artifacts: {settings.mlflow_artifacts_uri} at {settings.s3_endpoint}, served to clients by MLflow "
+                f"at {settings.mlflow_uri}")
+    if settings.profile != "local":
+        return f"artifacts: where the MLflow server at {settings.mlflow_uri} keeps them"
+    return f"artifacts: {settings.mlflow_dir / 'artifacts'} (storage local)"
 
 
 def _serve_line(settings: Settings) -> str:
@@ -70,6 +80,7 @@ def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     print(f"profile {settings.profile}, state in {settings.state_dir}")
     for status in statuses:
         print(status)
+    print(_storage_line(settings))
     print(_serve_line(settings))
     return 0 if all(s.healthy for s in statuses) else 1
 

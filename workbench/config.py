@@ -75,6 +75,10 @@ class Settings:
     ray_dashboard_port: int = 8265
     ray_metrics_port: int = 8090  # Prometheus metrics of the Ray node (Ray Serve's among them)
     serve_port: int = 8000  # the Ray Serve HTTP proxy
+    # On a cluster, the addresses clients use for Serve's ingress and for the head's Prometheus metrics (a
+    # Service or Ingress in front of them): the local defaults, built from host and port, mean nothing there.
+    serve_endpoint: str = ""  # defaults to http://<host>:<serve_port>
+    ray_metrics_endpoint: str = ""  # defaults to http://<host>:<ray_metrics_port>/metrics
     # How HTTP reaches the Serve replicas of the local Ray head: "haproxy" (the default) is Ray's
     # high-throughput mode: HAProxy in front, each replica answering HTTP itself on a port in 30000-31000,
     # ~3x the throughput of "proxy" here; its stats and Prometheus ports are kept on `host` by the launcher
@@ -156,8 +160,10 @@ class Settings:
         if self.storage == "s3" and not _BUCKET.match(self.s3_bucket):
             raise ConfigError(f"s3_bucket {self.s3_bucket!r} is not an S3 bucket name: 3-63 lower-case letters, "
                               "digits, '.' or '-', starting and ending with a letter or digit")
-        if self.s3_endpoint_url and not self.s3_endpoint_url.lower().startswith(("http://", "https://")):
-            raise ConfigError(f"s3_endpoint_url must be an http(s) URL, got {self.s3_endpoint_url!r}")
+        for name in ("s3_endpoint_url", "serve_endpoint", "ray_metrics_endpoint"):
+            value = getattr(self, name)
+            if value and not value.lower().startswith(("http://", "https://")):
+                raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
         if not self.serve_drain_s >= 0:
             raise ConfigError(f"serve_drain_s must be 0 or more seconds, got {self.serve_drain_s!r}")
         for name in ("mlflow_port", "ray_port", "ray_dashboard_port", "ray_metrics_port", "serve_port", "vllm_port",
@@ -286,13 +292,13 @@ class Settings:
 
     @property
     def serve_url(self) -> str:
-        """Base URL of the Ray Serve HTTP proxy."""
-        return f"http://{self.host}:{self.serve_port}"
+        """Base URL of the Ray Serve HTTP ingress (``serve_endpoint`` on a cluster)."""
+        return self.serve_endpoint.rstrip("/") or f"http://{self.host}:{self.serve_port}"
 
     @property
     def ray_metrics_url(self) -> str:
         """Prometheus endpoint of the (head) Ray node, where Ray Serve's metrics are exported."""
-        return f"http://{self.host}:{self.ray_metrics_port}/metrics"
+        return self.ray_metrics_endpoint or f"http://{self.host}:{self.ray_metrics_port}/metrics"
 
     @property
     def ray_gcs_address(self) -> str:

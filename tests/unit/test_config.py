@@ -177,3 +177,23 @@ def test_s3_storage_local_store_and_keys(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="needs its keys"):
         load_settings(tmp_path, env={"WORKBENCH_STORAGE": "s3", "WORKBENCH_S3_ENDPOINT_URL": "http://s3:9000"}).s3_keys()
     assert load_settings(tmp_path, env={}).object_store_env() == {}
+
+
+def test_cluster_endpoints_replace_the_loopback_addresses(tmp_path: Path) -> None:
+    """On a cluster the clients' addresses of Serve and of the head's metrics are settings, and the Serve config
+    PUT to the head leaves its proxies to the operator (no 127.0.0.1 pushed into the cluster's http_options)."""
+    from workbench.serving.deployments import serve_config
+
+    local = Settings(project_dir=tmp_path, serve_port=8123)
+    assert local.serve_url == "http://127.0.0.1:8123"
+    assert serve_config(local, {"a": {"name": "a"}}) == {
+        "proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": 8123},
+        "applications": [{"name": "a"}]}
+    cluster = load_settings(tmp_path, env={"WORKBENCH_PROFILE": "cluster",
+                                           "WORKBENCH_SERVE_ENDPOINT": "https://serve.ml.example.com/",
+                                           "WORKBENCH_RAY_METRICS_ENDPOINT": "http://ray-head.ml:8080/metrics"})
+    assert cluster.serve_url == "https://serve.ml.example.com"
+    assert cluster.ray_metrics_url == "http://ray-head.ml:8080/metrics"
+    assert serve_config(cluster, {"a": {"name": "a"}}) == {"applications": [{"name": "a"}]}
+    with pytest.raises(ConfigError, match="serve_endpoint must be an http"):
+        Settings(project_dir=tmp_path, serve_endpoint="serve:8000")

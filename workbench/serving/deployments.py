@@ -161,14 +161,19 @@ def _stamp(details: dict[str, Any], name: str) -> float:
     return float(((details.get("applications") or {}).get(name) or {}).get("last_deployed_time_s") or 0.0)
 
 
+def serve_config(settings: Settings, apps: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The Serve config PUT to the head. Only the local head gets its proxy's place and address from us; a
+    cluster's are the operator's (RayService, the head's Service), and loopback would mean nothing there."""
+    body: dict[str, Any] = {"applications": list(apps.values())}
+    if settings.profile == "local":
+        body = {"proxy_location": "HeadOnly", "http_options": {"host": settings.host, "port": settings.serve_port},
+                **body}
+    return body
+
+
 def _put(settings: Settings, apps: dict[str, dict[str, Any]]) -> None:
     """PUT the whole set of applications (Serve's API is declarative: what is left out is deleted)."""
-    body = {
-        "proxy_location": "HeadOnly",
-        "http_options": {"host": settings.host, "port": settings.serve_port},
-        "applications": list(apps.values()),
-    }
-    _http(settings, "PUT", body)
+    _http(settings, "PUT", serve_config(settings, apps))
 
 
 CHANGE_RETRIES = 5

@@ -99,3 +99,34 @@ def list_objects(settings: Settings, uri: str) -> list[StoredObject]:
         raise ServiceUnavailable(f"could not list {uri}: {_readable(settings, exc)}") from exc
     return sorted((StoredObject(f"s3://{i.path}", int(i.size or 0)) for i in infos if i.type == pafs.FileType.File),
                   key=lambda o: o.uri)
+
+
+def activate(settings: Settings) -> None:
+    """Let this process read and write ``s3://`` data locations (DuckDB, Parquet footers, snapshots)."""
+    from workbench.data import _source
+
+    _source.use_object_store(s3_filesystem(settings))
+
+
+COMPLETE = "_workbench_complete"
+"""Written last into a copied folder: S3 has no rename, so a copy without it is an interrupted one (and the
+data readers skip names starting with '_')."""
+
+
+def copy_into_bucket(settings: Settings, files: list[tuple[str, str]], target: str) -> None:
+    """Copy ``(location, relative name)`` pairs (local paths or ``s3://`` URIs) under the ``target`` URI, once:
+    a target holding the completion marker is left as it is (content-addressed snapshots never change)."""
+    fs = s3_filesystem(settings)
+    key = split_uri(target)
+    local = pafs.LocalFileSystem()
+    try:
+        if fs.get_file_info(f"{key}/{COMPLETE}").type == pafs.FileType.File:
+            return
+        for location, rel in files:
+            remote = location.startswith("s3://")
+            pafs.copy_files(split_uri(location) if remote else location, f"{key}/{rel}",
+                            source_filesystem=fs if remote else local, destination_filesystem=fs)
+        with fs.open_output_stream(f"{key}/{COMPLETE}") as out:
+            out.write(b"")
+    except OSError as exc:
+        raise ServiceUnavailable(f"could not copy into {target}: {_readable(settings, exc)}") from exc

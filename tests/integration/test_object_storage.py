@@ -1,11 +1,14 @@
-"""``storage = "s3"``: MLflow's artifacts in a real S3 bucket (SeaweedFS), reached only through the server.
+"""``storage = "s3"``: MLflow's artifacts and dataset versions in a real S3 bucket (SeaweedFS).
 
 The test runs its own project (own state dir, MLflow server and SeaweedFS on ports of their own) beside the
 session's services, and trains on the session's Ray head, which holds no S3 key at all: a Ray job logs an
 XGBoost model through the MLflow server, the model's files land in the bucket (listed with the bucket's own
-API), nothing lands under the state dir, and this process, without any S3 key either, loads the model back and
-gets the predictions of the booster it re-trains itself. Wrong keys are refused with a message that names the
-settings and not the secret; `down` stops the store and frees its ports.
+API, byte-equal to what the server hands out), nothing lands under the state dir, and this process, without
+any S3 key in its environment, loads the model back and checks it scores the frame. A dataset snapshot goes to
+the bucket and is paged, sorted, filtered, profiled and verified from there after the local file is gone (this
+process reads the bucket with the settings' keys, as a notebook does); a folder already in the bucket registers
+by its URI. Wrong keys are refused with a message that names the settings and not the secret; `down` stops the
+store and frees its ports.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ from conftest import TEST_PORTS
 from sklearn.metrics import roc_auc_score
 
 from workbench.config import OBJECT_STORE_PORTS, Settings
-from workbench.errors import ConfigError
+from workbench.data import DatasetCatalog, profile_dataset, read_page
+from workbench.errors import ConfigError, NotFound
 from workbench.services import ServiceManager
 from workbench.services.processes import ProcessRecord, port_is_free
-from workbench.storage import ensure_bucket, list_objects, s3_filesystem
+from workbench.storage import copy_into_bucket, ensure_bucket, list_objects, s3_filesystem
 from workbench.training import TrainingSpec, submit_training_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
@@ -111,6 +115,56 @@ def test_a_ray_job_logs_its_model_into_the_bucket_and_it_comes_back_through_mlfl
     assert model.metadata.metadata["workbench"]["feature_columns"] == ["x1", "x2"]
     assert served.shape == (600,) and np.all((served >= 0) & (served <= 1))
     assert roc_auc_score(frame["label"], served) > 0.85  # a model of this frame, not an empty or wrong one
+
+
+def test_a_dataset_snapshot_lives_in_the_bucket_and_pages_profiles_and_verifies_from_there(
+        stored: Settings) -> None:
+    rng = np.random.default_rng(8)
+    n = 5_000
+    frame = pd.DataFrame({"amount value": rng.gamma(2.0, 30.0, n).round(2), "kind": rng.choice(["a", "b", None], n),
+                          "label": rng.integers(0, 2, n)})
+    source = stored.project_dir / "local-data" / "part.parquet"
+    source.parent.mkdir()
+    frame.to_parquet(source, row_group_size=1_000)
+    catalog = DatasetCatalog(stored)
+    version = catalog.register("wb-s3-data", source, snapshot=True, task={"label": "label", "kind": "binary"})
+    assert version.path.startswith(f"{stored.object_store_uri}/datasets/wb-s3-data/")
+    assert version.path.endswith("/part.parquet") and version.n_rows == n
+    uploaded = {o.uri: o.size for o in list_objects(stored, version.path.rsplit("/", 1)[0])}
+    assert uploaded[version.path] == source.stat().st_size and any(u.endswith("/_workbench_complete") for u in uploaded)
+    source.unlink()  # from here on, the bucket is the only copy
+
+    page = read_page(version, offset=1_990, limit=20)  # across a row-group boundary
+    pd.testing.assert_frame_equal(page.rows.reset_index(drop=True), frame.iloc[1_990:2_010].reset_index(drop=True),
+                                  check_dtype=False)
+    top = read_page(version, offset=0, limit=5, sort_by="amount value", descending=True)
+    assert top.rows["amount value"].tolist() == sorted(frame["amount value"], reverse=True)[:5]
+    only_b = read_page(version, offset=0, limit=10, filters=[("kind", "==", "b")])
+    assert only_b.total_rows == int((frame["kind"] == "b").sum())
+    profile = profile_dataset(version)
+    assert profile.n_rows == n and profile["kind"].nulls == int(frame["kind"].isna().sum())
+    assert profile["amount value"].max == pytest.approx(frame["amount value"].max())
+    assert catalog.verify(version)  # the bucket's bytes hash to the registered digest
+    again = DatasetCatalog(stored).register("wb-s3-data", version.path)
+    assert again.version == version.version  # the same content, wherever it is read from
+
+
+def test_a_folder_in_the_bucket_registers_by_its_s3_uri(stored: Settings) -> None:
+    rng = np.random.default_rng(9)
+    parts = [pd.DataFrame({"x": rng.normal(size=300), "y": rng.integers(0, 5, 300)}) for _ in range(2)]
+    folder = stored.project_dir / "two-parts"
+    folder.mkdir()
+    for i, part in enumerate(parts):
+        part.to_parquet(folder / f"part-{i}.parquet")
+    uri = f"{stored.object_store_uri}/incoming/two-parts"
+    copy_into_bucket(stored, [(str(folder / f"part-{i}.parquet"), f"part-{i}.parquet") for i in range(2)], uri)
+    version = DatasetCatalog(stored).register("wb-s3-folder", uri)
+    assert version.path == uri and version.n_rows == 600 and version.files == ["part-0.parquet", "part-1.parquet"]
+    both = pd.concat(parts, ignore_index=True)
+    page = read_page(version, offset=290, limit=20)  # the last rows of one object, the first of the next
+    pd.testing.assert_frame_equal(page.rows.reset_index(drop=True), both.iloc[290:310].reset_index(drop=True))
+    with pytest.raises(NotFound, match="holds no Parquet or CSV"):
+        DatasetCatalog(stored).register("wb-s3-none", f"{stored.object_store_uri}/incoming/nothing-here")
 
 
 def test_wrong_keys_are_refused_naming_the_settings_not_the_secret(stored: Settings) -> None:

@@ -33,32 +33,100 @@ class HasPath(Protocol):
     def path(self) -> str | Path: ...
 
 
-Source = str | Path | HasPath
+S3 = "s3://"
+_OBJECT_STORE: list[Any] = []  # the pyarrow S3 filesystem of this process (workbench.storage.activate sets it)
+
+
+def use_object_store(filesystem: Any) -> None:
+    """Read and write ``s3://`` locations through ``filesystem`` (a pyarrow ``S3FileSystem``) in this process:
+    DuckDB reaches it as an fsspec filesystem (its own httpfs extension would be downloaded at run time)."""
+    from fsspec.implementations.arrow import ArrowFSWrapper
+
+    class _S3(ArrowFSWrapper):  # type: ignore[misc]
+        protocol = ("s3",)
+
+    _OBJECT_STORE[:] = [filesystem, _S3(filesystem)]
+    with _DB_LOCK:
+        if _DB is not None and _DB_PID == os.getpid():
+            _register(_DB)
+
+
+def _register(db: duckdb.DuckDBPyConnection) -> None:
+    if _OBJECT_STORE:
+        if db.filesystem_is_registered("s3"):
+            db.unregister_filesystem("s3")
+        db.register_filesystem(_OBJECT_STORE[1])
+
+
+def object_store() -> Any:
+    """The pyarrow filesystem for ``s3://`` locations; InvalidInput when this process has none."""
+    if not _OBJECT_STORE:
+        raise InvalidInput("s3:// data needs the object store of storage = 's3': open it through "
+                           "DatasetCatalog(settings) (or workbench.storage.activate(settings)) first")
+    return _OBJECT_STORE[0]
+
+
+def is_remote(location: str | Path) -> bool:
+    return str(location).startswith(S3)
+
+
+def _key(location: str) -> str:
+    return location[len(S3):]
+
+
+def open_binary(location: str) -> Any:
+    """A readable binary file for a local path or an ``s3://`` URI (seekable: Parquet footers need it)."""
+    if is_remote(location):
+        return object_store().open_input_file(_key(location))
+    return open(location, "rb")  # noqa: SIM115 - the caller closes it
+
+
+def stat(location: str) -> tuple[int, int]:
+    """(size in bytes, modification time in ns) of a local file or an object."""
+    if is_remote(location):
+        info = object_store().get_file_info(_key(location))
+        mtime = info.mtime_ns if info.mtime_ns is not None else 0
+        return int(info.size or 0), int(mtime)
+    st = os.stat(location)
+    return st.st_size, st.st_mtime_ns
 
 
 @dataclass(frozen=True)
 class DataFiles:
-    """The resolved files of a dataset, in sorted relative-path order (the order rows are read in)."""
+    """The resolved files of a dataset, in sorted relative-path order (the order rows are read in).
 
-    root: Path
-    files: tuple[Path, ...]
+    ``root`` and ``files`` are locations: absolute local paths, or ``s3://`` URIs of objects (read through
+    :func:`use_object_store`'s filesystem; DuckDB reads both).
+    """
+
+    root: str
+    files: tuple[str, ...]
     format: Format
+    is_file: bool = False  # the root is one file, not a folder
+
+    @property
+    def remote(self) -> bool:
+        return is_remote(self.root)
 
     def relative(self) -> list[str]:
-        if self.root.is_file():
-            return [self.root.name]
-        return [f.relative_to(self.root).as_posix() for f in self.files]
+        if self.is_file:
+            return [self.root.rstrip("/").rsplit("/", 1)[-1]]
+        base = self.root.rstrip("/") + "/"
+        return [f[len(base):] for f in self.files]
 
     def describe(self) -> str:
-        return str(self.root)
+        return self.root
 
 
-def file_format(path: Path) -> Format | None:
+Source = str | Path | HasPath | DataFiles
+
+
+def file_format(path: Path | str) -> Format | None:
     """The format named by a file's extension (``.csv.gz`` counts as CSV), or None."""
-    name = path.name.lower()
+    name = str(path).rsplit("/", 1)[-1].lower()
     if name.endswith(".csv.gz"):
         return "csv"
-    return _EXTENSIONS.get(path.suffix.lower())
+    return _EXTENSIONS.get(Path(name).suffix.lower())
 
 
 def _hidden(rel: Path) -> bool:
@@ -68,9 +136,13 @@ def _hidden(rel: Path) -> bool:
 
 def resolve(source: Source) -> DataFiles:
     """Resolve a source to its data files; NotFound if missing, InvalidInput if unusable."""
+    if isinstance(source, DataFiles):
+        return source
     raw = source if isinstance(source, str | os.PathLike) else getattr(source, "path", None)
     if raw is None:
         raise InvalidInput(f"expected a file or folder path (or a dataset version), got {source!r}")
+    if is_remote(str(raw)):
+        return _resolve_remote(str(raw))
     root = Path(raw).expanduser()
     if not root.exists():
         raise NotFound(f"dataset path {root} does not exist")
@@ -78,7 +150,7 @@ def resolve(source: Source) -> DataFiles:
         fmt = file_format(root)
         if fmt is None:
             raise InvalidInput(f"{root}: unsupported file type; expected .parquet, .pq, .csv or .csv.gz")
-        return DataFiles(root.resolve(), (root.resolve(),), fmt)
+        return DataFiles(str(root.resolve()), (str(root.resolve()),), fmt, is_file=True)
     files: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
@@ -94,12 +166,48 @@ def resolve(source: Source) -> DataFiles:
         raise InvalidInput(f"dataset folder {root} holds no Parquet or CSV files")
     root = root.resolve()
     files.sort(key=lambda p: p.relative_to(root).as_posix())
+    return _one_format(str(root), tuple(str(f) for f in files))
+
+
+def _one_format(root: str, files: tuple[str, ...]) -> DataFiles:
     formats = {file_format(f) for f in files}
     if len(formats) > 1:
         raise InvalidInput(f"dataset folder {root} mixes Parquet and CSV files; keep one format per dataset")
     fmt = file_format(files[0])
     assert fmt is not None
-    return DataFiles(root, tuple(files), fmt)
+    return DataFiles(root, files, fmt)
+
+
+def _resolve_remote(uri: str) -> DataFiles:
+    """An object, or every data object under a prefix, of the object store."""
+    import pyarrow.fs as pafs
+
+    fs, key = object_store(), _key(uri).rstrip("/")
+    try:
+        info = fs.get_file_info(key)
+        if info.type == pafs.FileType.File:
+            fmt = file_format(key)
+            if fmt is None:
+                raise InvalidInput(f"{uri}: unsupported file type; expected .parquet, .pq, .csv or .csv.gz")
+            return DataFiles(S3 + key, (S3 + key,), fmt, is_file=True)
+        infos = fs.get_file_info(pafs.FileSelector(key, recursive=True, allow_not_found=True))
+    except OSError as exc:
+        raise InvalidInput(f"could not list {uri}: {str(exc).splitlines()[0]}") from exc
+    files = []
+    for item in infos:
+        if item.type != pafs.FileType.File:
+            continue
+        rel = item.path[len(key) + 1:]
+        if _hidden(Path(rel)):
+            continue
+        if file_format(rel) is None:
+            raise InvalidInput(f"s3://{item.path}: unsupported file type in dataset folder {uri}; expected only "
+                               ".parquet, .pq, .csv or .csv.gz files")
+        files.append(S3 + item.path)
+    if not files:
+        raise NotFound(f"dataset location {uri} holds no Parquet or CSV objects")
+    files.sort()
+    return _one_format(S3 + key, tuple(files))
 
 
 def threads() -> int:
@@ -125,6 +233,7 @@ def connect() -> duckdb.DuckDBPyConnection:
             try:
                 db = duckdb.connect(config={"threads": threads(), "memory_limit": DEFAULT_MEMORY_LIMIT})
                 db.execute("LOAD icu")  # time zones; built into DuckDB
+                _register(db)
             except duckdb.Error as exc:  # pragma: no cover - only with a broken DuckDB install
                 raise InvalidInput(f"could not open DuckDB: {exc}") from exc
             _DB, _DB_PID = db, os.getpid()
@@ -141,7 +250,7 @@ def scan_sql(data: DataFiles) -> str:
 
 
 def params(data: DataFiles, **extra: Any) -> dict[str, Any]:
-    return {"files": [str(f) for f in data.files], **extra}
+    return {"files": list(data.files), **extra}
 
 
 @contextmanager

@@ -84,7 +84,7 @@ def content_hash(source: _source.Source) -> tuple[str, int]:
     total = 0
     for path in data.files:
         try:
-            with path.open("rb") as fh:
+            with _source.open_binary(path) as fh:
                 while chunk := fh.read(_CHUNK):
                     h.update(chunk)
                     total += len(chunk)
@@ -104,6 +104,10 @@ class DatasetCatalog:
         self.settings = settings
         self.root = Path(settings.datasets_dir)
         self.index_path = self.root / INDEX_NAME
+        if settings.storage == "s3":  # versions kept in the bucket are read by their s3:// URIs
+            from workbench.storage import activate
+
+            activate(settings)
 
     # Index I/O ---------------------------------------------------------------------------------
     @contextmanager
@@ -180,7 +184,7 @@ class DatasetCatalog:
         declared = None if schema is None else (schema if isinstance(schema, Schema) else Schema.from_dict(schema))
         valid: bool | None = None
         if declared is not None:
-            report = validate(data.root, declared)
+            report = validate(data, declared)
             valid = report.ok
             if not report.ok and not allow_invalid:
                 raise ValidationFailed(f"dataset {name!r} was not registered:\n{report.summary()}", report=report)
@@ -230,21 +234,31 @@ class DatasetCatalog:
                 return DatasetVersion.from_dict(v)
         return None
 
-    def _snapshot(self, name: str, digest: str, data: _source.DataFiles) -> Path:
-        target = self.root / "snapshots" / name / digest[:16]
-        if target.exists():
-            return target if data.root.is_dir() else target / data.root.name
+    def _snapshot(self, name: str, digest: str, data: _source.DataFiles) -> str:
+        """A copy of the files that later edits of the source cannot change: under the catalog's folder, or
+        in the bucket with ``storage = "s3"``."""
+        if self.settings.storage == "s3":
+            from workbench.storage import copy_into_bucket
+
+            target = f"{self.settings.object_store_uri}/datasets/{name}/{digest[:16]}"
+            copy_into_bucket(self.settings, list(zip(data.files, data.relative(), strict=True)), target)
+            return target + ("/" + data.relative()[0] if data.is_file else "")
+        if data.remote:
+            raise InvalidInput(f"{data.root} is in object storage: a snapshot of it needs storage = 's3'")
+        local = self.root / "snapshots" / name / digest[:16]
+        if local.exists():
+            return str(local / data.relative()[0] if data.is_file else local)
         tmp = Path(tempfile.mkdtemp(prefix=".snap-", dir=self.root))
         try:
             for src, rel in zip(data.files, data.relative(), strict=True):
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, tmp / rel)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, target)
+            local.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, local)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return target if data.root.is_dir() else target / data.root.name
+        return str(local / data.relative()[0] if data.is_file else local)
 
     # Looking up --------------------------------------------------------------------------------
     def versions(self, name: str) -> list[DatasetVersion]:
@@ -351,15 +365,16 @@ def _mlflow_schema(schema: Mapping[str, Any]) -> Any:
 def _inspect(data: _source.DataFiles) -> tuple[int, Schema]:
     """Row count and inferred schema, checking every file is readable and all files agree."""
     for path in data.files:
-        if path.stat().st_size == 0:
+        if _source.stat(path)[0] == 0:
             raise InvalidInput(f"{path} is empty (0 bytes)")
     if data.format == "parquet":
         n_rows, first = 0, None
         for path in data.files:
             try:
-                meta = pq.ParquetFile(path)
-                arrow_schema = meta.schema_arrow
-                n_rows += meta.metadata.num_rows
+                with _source.open_binary(path) as fh:
+                    meta = pq.ParquetFile(fh)
+                    arrow_schema = meta.schema_arrow
+                    n_rows += meta.metadata.num_rows
             except (pa.ArrowException, OSError, ValueError) as exc:
                 raise InvalidInput(f"{path} is not a readable Parquet file: {exc}") from exc
             if first is None:
@@ -367,7 +382,7 @@ def _inspect(data: _source.DataFiles) -> tuple[int, Schema]:
             elif not arrow_schema.remove_metadata().equals(first[1].remove_metadata()):
                 raise InvalidInput(f"{path} has columns {arrow_schema.names} of other types than {first[0]} "
                                    f"({first[1].names}); all files of a dataset need one schema")
-        return n_rows, Schema.infer(data.root)
+        return n_rows, Schema.infer(data)
     con = _source.connect()
     try:
         n_rows = 0
@@ -381,4 +396,4 @@ def _inspect(data: _source.DataFiles) -> tuple[int, Schema]:
             n_rows += int(row[0]) if row else 0
     finally:
         con.close()
-    return n_rows, Schema.infer(data.root)
+    return n_rows, Schema.infer(data)

@@ -271,7 +271,11 @@ def _page_keys(con: duckdb.DuckDBPyConnection, data: DataFiles, types: Mapping[s
 def _footers(data: DataFiles) -> list[pq.FileMetaData] | None:
     """The Parquet footers (row counts, row-group statistics), or None if one cannot be read."""
     try:
-        return [pq.read_metadata(path) for path in data.files]
+        footers = []
+        for path in data.files:
+            with _source.open_binary(path) as fh:
+                footers.append(pq.read_metadata(fh))
+        return footers
     except (OSError, ValueError, pa.ArrowException):
         return None
 
@@ -394,7 +398,7 @@ def _sorted_sample(con: duckdb.DuckDBPyConnection, data: DataFiles, col: str, wh
     of the same order, and the sample (≤ 8 MB) then saves one of the two scans a deep page costs. The
     files' sizes and modification times are part of the key, so a rewritten dataset is sampled again."""
     try:
-        stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in data.files)
+        stamp = tuple((f, *_source.stat(f)) for f in data.files)
     except OSError:
         stamp = None
     key = (stamp, col, where, tuple(sorted((k, repr(v)) for k, v in params.items())), m)

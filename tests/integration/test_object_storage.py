@@ -181,16 +181,10 @@ def test_a_shared_bucket_without_keys_is_a_clear_error(services: Settings) -> No
     assert not shared.manages_object_store
 
 
-def test_down_stops_the_store_and_frees_its_ports(services: Settings, tmp_path: Path) -> None:
-    saved = {v: os.environ.pop(v) for v in AWS_VARS if v in os.environ}
-    port = S3_PORT + 20
-    settings = services.replace(project_dir=tmp_path, state_dir=tmp_path / ".wb", storage="s3", s3_port=port)
-    manager = ServiceManager(settings)
-    try:
-        manager.up(("objects",))
-        assert {s.name: s.healthy for s in manager.status()}["objects"]
-    finally:
-        stopped = manager.down(("objects",))
-        os.environ.update(saved)
-    assert stopped == ["objects"]
-    assert all(port_is_free("127.0.0.1", p) for p in range(port, port + OBJECT_STORE_PORTS))
+def test_down_stops_the_store_and_frees_its_ports(stored: Settings) -> None:
+    """Last in this module: it stops the module's store (the fixture's own `down` then finds nothing to stop)."""
+    manager = ServiceManager(stored)
+    assert {s.name: s.healthy for s in manager.status()}["objects"]
+    assert manager.down(("objects",)) == ["objects"]
+    assert all(port_is_free("127.0.0.1", p) for p in range(S3_PORT, S3_PORT + OBJECT_STORE_PORTS))
+    assert not {s.name: s.healthy for s in manager.status()}["objects"]

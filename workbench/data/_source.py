@@ -45,10 +45,71 @@ def use_object_store(filesystem: Any) -> None:
     class _S3(ArrowFSWrapper):  # type: ignore[misc]
         protocol = ("s3",)
 
+        def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
+            if mode == "rb":
+                return PositionalFile(self.fs.open_input_file(self._strip_protocol(path)))
+            return super()._open(path, mode, *args, **kwargs)
+
     _OBJECT_STORE[:] = [filesystem, _S3(filesystem)]
     with _DB_LOCK:
         if _DB is not None and _DB_PID == os.getpid():
             _register(_DB)
+
+
+class PositionalFile:
+    """A read-only file over a pyarrow random-access file whose position is kept per thread.
+
+    DuckDB reads a Python filesystem's file as ``seek(offset)`` then ``read(n)``, and its threads share one
+    file object per file: with one position for all, two threads reading row groups of the same object
+    interleave and get each other's bytes (seen as "TProtocolException: Invalid data" on sorted pages). Each
+    read here is a positional ``read_at``, from the calling thread's own position.
+    """
+
+    def __init__(self, native: Any) -> None:
+        self._file = native
+        self._size = int(native.size())
+        self._local = threading.local()
+        self.closed = False
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def tell(self) -> int:
+        return int(getattr(self._local, "pos", 0))
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.tell(), 2: self._size}[whence]
+        self._local.pos = max(0, base + offset)
+        return self._local.pos
+
+    def read(self, n: int = -1) -> bytes:
+        pos = self.tell()
+        if n is None or n < 0:
+            n = self._size - pos
+        data = self._file.read_at(max(0, min(n, self._size - pos)), pos) if pos < self._size else b""
+        self._local.pos = pos + len(data)
+        return bytes(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        if not self.closed:
+            self._file.close()
+            self.closed = True
+
+    def __enter__(self) -> PositionalFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _register(db: duckdb.DuckDBPyConnection) -> None:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
+import pytest
+
 from workbench.config import Settings
+from workbench.errors import ConfigError
 from workbench.services import SERVICES, ServiceManager
+from workbench.services import engines as engines_module
 from workbench.services.engines import engines
 
 
@@ -48,3 +53,16 @@ def test_mlflow_serves_artifacts_from_the_bucket_with_s3_storage(tmp_path: Path)
     env = mlflow.env(s3)
     assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://127.0.0.1:8333" and env["AWS_SECRET_ACCESS_KEY"] == s3.s3_keys()[1]
     assert "AWS_SECRET_ACCESS_KEY" not in mlflow.env(Settings(project_dir=tmp_path))
+
+
+def test_a_missing_seaweedfs_or_boto3_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fake for a fault we cannot cause otherwise in this venv (both are installed): neither is found."""
+    s = Settings(project_dir=tmp_path, storage="s3")
+    monkeypatch.setattr(engines_module, "bin_path", lambda name: str(tmp_path / "no-such-bin" / name))
+    with pytest.raises(ConfigError, match=r"pip install 'workbench\[storage\]'"):
+        engines()["objects"].command(s)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "boto3" else real(name, *a))
+    with pytest.raises(ConfigError, match="boto3"):
+        engines()["mlflow"].command(s)
+    assert "--default-artifact-root" in engines()["mlflow"].command(Settings(project_dir=tmp_path))  # local: no boto3

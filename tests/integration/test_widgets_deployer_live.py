@@ -25,6 +25,7 @@ from monitoring_fixtures import register_binary_model
 from workbench.config import Settings
 from workbench.registry import CHALLENGER, CHAMPION, set_alias
 from workbench.serving import delete_deployment, get_deployment, list_deployments
+from workbench.training.capacity import resource_holders
 from workbench.widgets.deployer import Deployer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
@@ -96,6 +97,9 @@ def test_deploy_try_roll_rollback_delete(registered: Registered, deployment_name
         assert row is not None and (row.health, row.version, row.model) == ("healthy", "1", registered.model)
         assert f"data-deployment='{name}'" in widget.table.value and "data-health='healthy'" in widget.table.value
         assert get_deployment(settings, name).model_version == "1"
+        # Ray's state API names the replica, as a waiting job's note shows it, with the CPUs asked for
+        replicas = [h for h in resource_holders(settings) if h.who.startswith(f"Serve replica {name}/")]
+        assert [(h.actors, h.cpus) for h in replicas] == [(1, 0.25)], replicas  # one replica of num_cpus=0.25
         assert "deploying" in widget.progress.value and "done in" in widget.progress.value
         # while it ran, the progress line followed Serve's own status of the new application
         assert any(f"deploying {name}: " in p and ("DEPLOYING" in p or "RUNNING" in p) for p in progress), progress

@@ -22,6 +22,7 @@ from ray.job_submission import JobSubmissionClient
 
 from workbench.config import Settings
 from workbench.training import cluster_gpus, job_logs, job_status, wait_for_job
+from workbench.training.capacity import resource_holders
 from workbench.training.synthetic import synthetic_training_frame
 from workbench.widgets.jobs import JobLauncher
 
@@ -137,6 +138,11 @@ def test_stop_button_stops_a_running_job(launched: Launched) -> None:
     launcher = launcher_for(settings, launched.experiment, launched.frame, launched.folder)
     try:
         wait_until(lambda: job_status(settings, job_id) == "RUNNING", JOB_TIMEOUT_S, "the long job to run")
+        # while it trains, Ray's state API names its worker as a holder of the 0.5 CPU it asked for
+        def its_worker() -> list[str]:
+            return [h.summary() for h in resource_holders(settings) if h.who == f"RayTrainWorker of job {job_id}"]
+        wait_until(lambda: its_worker() != [], JOB_TIMEOUT_S, "the long job's worker to hold its CPU")
+        assert its_worker() == [f"RayTrainWorker of job {job_id}: 0.5 CPU"]
         launcher.refresh()
         launcher.select(job_id)
         assert launcher.selected is not None and launcher.selected.job_id == job_id

@@ -23,11 +23,11 @@ import ui_lab as _lab
 from workbench.config import Settings
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400),
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200),
               pytest.mark.skipif(_lab.chromium() is None, reason="Debian's chromium is not installed")]
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
-JOB_TIMEOUT_MS = 1_800_000  # ~20 s on a quiet machine, 20 min on a crowded one
+JOB_TIMEOUT_S = 600  # ~20 s on a quiet machine, a few minutes on a crowded one; longer is a job that waits
 EPOCHS = 2
 
 
@@ -101,10 +101,9 @@ def test_launch_a_job_and_see_it_succeed_with_log_and_curve(lab: _lab.Lab, proje
             page.wait_for_selector(".wb-jobs-message:has-text('submitted workbench-train-')", timeout=120_000)
             timings["click_to_submitted_s"] = round(time.perf_counter() - clicked, 2)
             job_id = page.inner_text(".wb-jobs-message").split("submitted ", 1)[1].strip()
-            page.wait_for_selector(".wb-jobs-status[data-status='RUNNING'], .wb-jobs-status[data-status='SUCCEEDED']",
-                                   timeout=JOB_TIMEOUT_MS)
+            _lab.wait_for_job_in_page(page, services, job_id, ("RUNNING", "SUCCEEDED"), JOB_TIMEOUT_S)
             page.screenshot(path=str(ARTIFACTS / "jobs_running.png"))
-            page.wait_for_selector(".wb-jobs-status[data-status='SUCCEEDED']", timeout=JOB_TIMEOUT_MS)
+            _lab.wait_for_job_in_page(page, services, job_id, ("SUCCEEDED",), JOB_TIMEOUT_S)
             timings["click_to_succeeded_s"] = round(time.perf_counter() - clicked, 2)
 
             # the log drawn in the page ends with Ray's own last log line
@@ -127,7 +126,12 @@ def test_launch_a_job_and_see_it_succeed_with_log_and_curve(lab: _lab.Lab, proje
             drawn = page.evaluate("() => { const gd = document.querySelector('.wb-jobs .js-plotly-plot');"
                                   " const t = gd.data.find(d => d.name === 'loss'); return [t.x, t.y]; }")
             assert [tuple(point) for point in zip(drawn[0], drawn[1], strict=True)] == history
-            assert "Traceback" not in page.inner_text(".wb-jobs")
+            # the widget's own parts show no error (the log box shows Ray's log, whose transient
+            # "Failed to send resource request" tracebacks under load are Ray's, not ours)
+            own_text = page.evaluate("() => { const el = document.querySelector('.wb-jobs').cloneNode(true);"
+                                     " el.querySelectorAll('.wb-jobs-log-box, .wb-jobs-log').forEach(n => n.remove());"
+                                     " return el.textContent; }")
+            assert "Traceback" not in own_text and "✗" not in own_text, own_text
             page.screenshot(path=str(ARTIFACTS / "jobs_succeeded.png"), full_page=True)
             timings["log_lines_drawn"] = len(log_lines)
             timings["curve_points_loss"] = len(history)

@@ -138,3 +138,49 @@ def run_first_cell(page: Any, timeout_ms: int = 120_000) -> None:
     page.keyboard.press("Shift+Enter")
     page.wait_for_function("() => /\\[(\\*|\\d+)\\]/.test("
                            "document.querySelector('.jp-Cell .jp-InputPrompt').textContent)", timeout=timeout_ms)
+
+
+def wait_for_job_in_page(page: Any, settings: Any, job_id: str, statuses: tuple[str, ...], timeout_s: float,
+                         widget: str = ".wb-jobs") -> None:
+    """Wait until the page shows Ray job ``job_id`` in one of ``statuses``, asking Ray itself meanwhile.
+
+    A job that ends in another status, or a timeout, fails at once with Ray's view of it (status, message,
+    log tail, free CPUs and who holds them) and what the page shows, instead of a bare selector timeout:
+    a job that waits behind a leftover Serve replica then says so."""
+    from playwright.sync_api import TimeoutError as PageTimeout
+
+    from workbench.training import job_status
+
+    selector = ", ".join(f"{widget} .wb-jobs-status[data-status='{status}']" for status in statuses)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            page.wait_for_selector(selector, timeout=5_000)
+            return
+        except PageTimeout:
+            pass
+        ended_otherwise = job_status(settings, job_id) in {"FAILED", "STOPPED", "SUCCEEDED"} - set(statuses)
+        if ended_otherwise or time.monotonic() > deadline:
+            shown = page.inner_text(widget) if page.query_selector(widget) else "(no widget)"
+            raise AssertionError(f"the page did not show {job_id} as {'/'.join(statuses)} within "
+                                 f"{timeout_s:.0f} s\n{job_diagnosis(settings, job_id)}\n--- the widget shows:\n"
+                                 f"{shown[-3000:]}")
+
+
+def job_diagnosis(settings: Any, job_id: str) -> str:
+    """Ray's view of a job, for a failure message: status and message, the log's tail, the cluster's load."""
+    from ray.job_submission import JobSubmissionClient
+
+    from workbench.training.capacity import cluster_capacity, resource_holders
+
+    lines = []
+    try:
+        client = JobSubmissionClient(settings.ray_address)
+        info = client.get_job_info(job_id)
+        lines.append(f"Ray says {job_id} is {info.status.value}: {info.message}")
+        lines.append("--- its log ends:\n" + "\n".join(str(client.get_job_logs(job_id)).splitlines()[-40:]))
+        lines.append(f"--- the cluster: {cluster_capacity(settings).summary()}")
+        lines.extend(f"    held by {holder.summary()}" for holder in resource_holders(settings))
+    except Exception as exc:  # noqa: BLE001 - a diagnosis never hides the failure it explains
+        lines.append(f"(Ray could not say more: {exc!r})")
+    return "\n".join(lines)

@@ -186,6 +186,84 @@ def check_capacity(demand: JobDemand, capacity: ClusterCapacity) -> CapacityVerd
     return CapacityVerdict(demand, capacity, tuple(refusals), tuple(waits))
 
 
+@dataclass(frozen=True)
+class ResourceHolder:
+    """Live actors of one kind holding the cluster's CPUs/GPUs: a Serve replica set, a job's workers, ...
+
+    ``who`` names them as a user knows them (``Serve replica fraud-v2``, ``job workbench-train-…``), so a job
+    that waits can say what it waits behind."""
+
+    who: str
+    actors: int
+    cpus: float
+    gpus: float
+
+    def summary(self) -> str:
+        parts = [f"{_num(self.cpus)} CPU"] + ([f"{_num(self.gpus)} GPU"] if self.gpus else [])
+        count = f" ({self.actors} actors)" if self.actors > 1 else ""
+        return f"{self.who}: {' + '.join(parts)}{count}"
+
+
+def resource_holders(settings: Settings, limit: int = 10_000) -> list[ResourceHolder]:
+    """Who holds the cluster's CPUs and GPUs now: alive actors with resources, grouped, largest first.
+
+    Read from Ray's state API (the dashboard's ``/api/v0/actors``); actors that hold nothing (Serve's
+    controller and proxies, job supervisors) are left out. A job waiting for resources shows this."""
+    from ray.util.state import list_actors
+    from ray.util.state.exception import RayStateApiException
+
+    try:
+        actors = list_actors(address=settings.ray_address, filters=[("state", "=", "ALIVE")], limit=limit,
+                             detail=True, raise_on_missing_output=False, timeout=int(settings.request_timeout_s))
+    except (RayStateApiException, ConnectionError, requests.RequestException, ValueError) as exc:
+        raise ServiceUnavailable(f"Ray at {settings.ray_address} did not list its actors: {exc}") from exc
+    submissions = _submission_ids(settings)
+    groups: dict[str, list[float]] = {}
+    for actor in actors:
+        resources = getattr(actor, "required_resources", None) or {}
+        cpus, gpus = _held(resources, "CPU"), _held(resources, "GPU")
+        if cpus <= 0 and gpus <= 0:
+            continue
+        group = groups.setdefault(_holder_name(actor, submissions), [0, 0.0, 0.0])
+        group[0] += 1
+        group[1] += cpus
+        group[2] += gpus
+    holders = [ResourceHolder(who, int(n), _round(c), _round(g)) for who, (n, c, g) in groups.items()]
+    return sorted(holders, key=lambda h: (-h.gpus, -h.cpus, h.who))
+
+
+def _held(resources: dict[str, float], kind: str) -> float:
+    """An actor's share of ``kind`` (CPU, GPU). Inside a placement group (Ray Train's workers, Tune's
+    trials) Ray names it ``CPU_group_<pg>`` and ``CPU_group_<bundle>_<pg>``: the first is counted once."""
+    if kind in resources:
+        return float(resources[kind])
+    prefix = f"{kind}_group_"
+    return sum(float(v) for k, v in resources.items() if k.startswith(prefix) and "_" not in k[len(prefix):])
+
+
+def _submission_ids(settings: Settings) -> dict[str, str]:
+    """Ray's job ids (hex, what actors carry) to the submission ids users see; empty when Ray cannot say."""
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        return {job.job_id: job.submission_id for job in JobSubmissionClient(settings.ray_address).list_jobs()
+                if job.job_id and job.submission_id}
+    except (ConnectionError, RuntimeError, requests.RequestException):
+        return {}
+
+
+def _holder_name(actor: Any, submissions: dict[str, str]) -> str:
+    """A Serve replica by its application/deployment, anything else by its class and the job that made it."""
+    name = str(getattr(actor, "name", "") or "")
+    if name.startswith("SERVE_REPLICA::"):  # SERVE_REPLICA::<app>#<deployment>#<replica id>
+        app, _, rest = name.removeprefix("SERVE_REPLICA::").partition("#")
+        return f"Serve replica {app}/{rest.split('#', 1)[0]}" if rest else f"Serve replica {app}"
+    cls = str(getattr(actor, "class_name", "") or "actor")
+    job = str(getattr(actor, "job_id", "") or "")
+    job = submissions.get(job, job)
+    return f"{cls} of job {job}" if job else cls
+
+
 # jobs and their curves --------------------------------------------------------------------------
 def list_training_jobs(settings: Settings, experiment_id: str | None = None) -> list[JobSummary]:
     """The cluster's workbench training jobs (of one MLflow experiment when given), newest first."""

@@ -36,6 +36,7 @@ from workbench.training.capacity import (
     CapacityVerdict,
     ClusterCapacity,
     JobSummary,
+    ResourceHolder,
     check_capacity,
     cluster_capacity,
     curve_metrics,
@@ -43,6 +44,7 @@ from workbench.training.capacity import (
     experiment_id,
     job_demand,
     list_training_jobs,
+    resource_holders,
 )
 
 DEFAULT_SEARCH_SPACE = '{"lr": {"loguniform": [0.0001, 0.01]}}'
@@ -163,6 +165,10 @@ class JobLauncherModel:
     # capacity -------------------------------------------------------------------------------------
     def capacity(self) -> ClusterCapacity:
         return cluster_capacity(self.settings)
+
+    def holders(self) -> list[ResourceHolder]:
+        """Who holds the cluster's CPUs and GPUs now (shown beside a job that waits for them)."""
+        return resource_holders(self.settings)
 
     def check(self, form: JobForm, capacity: ClusterCapacity | None = None) -> tuple[TrainingSpec, CapacityVerdict]:
         spec = self.spec(form)

@@ -77,6 +77,7 @@ class JobLauncher(LiveWidget):
         self.verdict: CapacityVerdict | None = None
         self.job_list: list[JobSummary] = []
         self.selected: JobSummary | None = None
+        self._waiting_note = ""  # why the selected job has not started (PENDING), refreshed with the jobs
         self.curve_points: dict[str, list[tuple[int, float]]] = {}
         self.log_tail: LogTail | None = None
         self.last_job: TrainingJob | None = None
@@ -392,8 +393,19 @@ class JobLauncher(LiveWidget):
             if self.selected is not None:
                 current = next((j for j in self.job_list if j.job_id == self.selected.job_id), self.selected)
                 self.selected = current
+                self._waiting_note = self._why_waiting(current)
                 self._update_links()
                 self.refresh_curve()
+
+    def _why_waiting(self, job: JobSummary) -> str:
+        """For a PENDING job: Ray's message and who holds the cluster's CPUs/GPUs (empty otherwise)."""
+        if job.status != "PENDING":
+            return ""
+        try:
+            held = "; ".join(h.summary() for h in self.model.holders()[:5]) or "nothing holds CPUs or GPUs"
+        except Exception as exc:  # noqa: BLE001 - a note beside the status, never a failure
+            held = f"(Ray did not say who holds its resources: {readable(exc)})"
+        return f"{job.message or 'waiting to start'} · held now by: {held}"
 
     def _fill_jobs(self) -> None:
         options = [(f"{j.status:<9} {j.job_id}  {j.trainer} {j.kind}", j.job_id) for j in self.job_list]
@@ -438,8 +450,10 @@ class JobLauncher(LiveWidget):
                          'target="_blank">MLflow run ↗</a>')
         status_class = {"SUCCEEDED": "wb-jobs-ok", "FAILED": "wb-jobs-error", "STOPPED": "wb-jobs-warn"}.get(
             job.status, "")
+        waiting = (f'<div class="wb-jobs-waiting wb-jobs-warn">⏳ {html.escape(self._waiting_note)}</div>'
+                   if self._waiting_note and job.status == "PENDING" else "")
         self.links.value = (f'<div>status <b class="wb-jobs-status {status_class}" data-status="{job.status}">'
-                            f"{job.status}</b></div>" + "<br>".join(parts))
+                            f"{job.status}</b></div>{waiting}" + "<br>".join(parts))
         self.stop_button.disabled = job.status in TERMINAL
         self.resume_button.disabled = job.status not in ("STOPPED", "FAILED")
 

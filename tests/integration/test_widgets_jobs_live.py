@@ -89,6 +89,9 @@ def launched(services: Settings) -> Iterator[Launched]:
 
 def test_submitted_job_is_listed_streams_its_log_and_draws_mlflows_curve(launched: Launched) -> None:
     launcher, job_id, settings = launched.launcher, launched.small, launched.settings
+    # the job's processes carry the workbench's report interval, not Ray Train's 2 s (see train_report_interval_s)
+    env = JobSubmissionClient(settings.ray_address).get_job_info(job_id).runtime_env["env_vars"]
+    assert env["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == f"{settings.train_report_interval_s:g}" == "0.25"
     assert launcher.selected is not None and launcher.selected.job_id == job_id
     assert job_id in [value for _, value in launcher.jobs_list.options]
     listed = {j.submission_id for j in JobSubmissionClient(settings.ray_address).list_jobs()}

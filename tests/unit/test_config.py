@@ -99,6 +99,18 @@ def test_serve_ingress_env_for_the_ray_head(tmp_path: Path) -> None:
         load_settings(tmp_path, env={"WORKBENCH_SERVE_DRAIN_S": "-1"})
 
 
+def test_training_jobs_carry_the_report_interval(tmp_path: Path) -> None:
+    from workbench.training.jobs import job_env
+
+    # Ray Train's 2 s default held every quick epoch to 2 s; jobs carry the setting instead
+    assert job_env(load_settings(tmp_path, env={}))["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == "0.25"
+    slow = load_settings(tmp_path, env={"WORKBENCH_TRAIN_REPORT_INTERVAL_S": "2"})
+    assert job_env(slow)["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == "2"
+    for bad in ("0", "-1", "often"):
+        with pytest.raises(ConfigError, match="train_report_interval_s"):
+            load_settings(tmp_path, env={"WORKBENCH_TRAIN_REPORT_INTERVAL_S": bad})
+
+
 def test_socket_folders_stay_short_whatever_the_checkout_path(tmp_path: Path) -> None:
     deep = Settings(project_dir=tmp_path / ("x" * 150))
     other = Settings(project_dir=tmp_path / ("y" * 150))

@@ -106,6 +106,7 @@ def test_rayjob_runs_todays_entrypoint_and_runtime_env(shared: Path) -> None:
     runtime = yaml.safe_load(job["spec"]["runtimeEnvYAML"])
     assert runtime["env_vars"]["MLFLOW_TRACKING_URI"] == "http://mlflow.mlops.svc:5000"
     assert runtime["env_vars"]["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] == "600"
+    assert runtime["env_vars"]["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == "0.25"  # quick epochs not held to 2 s
     assert "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER" not in runtime["env_vars"]  # a local-profile-only setting
     assert job["spec"]["jobId"] == "kx-job" and job["spec"]["metadata"]["mlflow_run_id"] == RUN_ID
     # the ConfigMap holds the spec the job loads, with the paths and experiment resolved

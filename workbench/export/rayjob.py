@@ -25,7 +25,7 @@ from workbench.errors import InvalidInput
 from workbench.export import _pods
 from workbench.export.target import ClusterTarget
 from workbench.export.validate import RAY_API, validate_manifest
-from workbench.training.jobs import ENTRYPOINT_MODULE, JOB_ENV, SPEC_FILE
+from workbench.training.jobs import ENTRYPOINT_MODULE, SPEC_FILE, job_env
 from workbench.training.spec import TrainingSpec
 from workbench.training.trainers import get_trainer
 
@@ -93,7 +93,8 @@ def rayjob_manifest(spec: TrainingSpec, target: ClusterTarget, *, run_id: str, e
     spec = TrainingSpec.from_dict(resolved)  # what the job will load: absolute paths, experiment filled in
     trainer = get_trainer(spec.trainer)
     tracking_uri = target.mlflow_uri
-    env = {**Settings(profile="cluster", mlflow_uri=tracking_uri).engine_env(), **JOB_ENV,
+    remote = Settings(profile="cluster", mlflow_uri=tracking_uri)
+    env = {**remote.engine_env(), **job_env(remote),
            **trainer.job_env(spec, run_id, experiment_id, tracking_uri)}
     for key, value in env.items():
         if value.startswith("/"):

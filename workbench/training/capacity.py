@@ -190,8 +190,8 @@ def check_capacity(demand: JobDemand, capacity: ClusterCapacity) -> CapacityVerd
 class ResourceHolder:
     """Live actors of one kind holding the cluster's CPUs/GPUs: a Serve replica set, a job's workers, ...
 
-    ``who`` names them as a user knows them (``Serve replica fraud-v2``, ``job workbench-train-…``), so a job
-    that waits can say what it waits behind."""
+    ``who`` names them as a user knows them (``Serve replica fraud-v2/FraudModel``, ``RayTrainWorker of job
+    workbench-train-…``), so a job that waits can say what it waits behind."""
 
     who: str
     actors: int

@@ -70,7 +70,7 @@ def launched(services: Settings) -> Iterator[Launched]:
     assert small.wait_idle(120), "submit did not return"
     assert small.last_job is not None, small.error
     long = launcher_for(services, experiment, frame, folder, run_name="wj-long")
-    long.set_form(epochs=400)
+    long.set_form(epochs=4000)  # ~0.25 s an epoch: still running when the stop test stops it
     assert long.submit() is not None, long.error
     assert long.wait_idle(120)
     assert long.last_job is not None, long.error

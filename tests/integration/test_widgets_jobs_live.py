@@ -49,12 +49,13 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> No
         time.sleep(0.3)
 
 
-def launcher_for(settings: Settings, experiment: str, frame: Path, folder: Path, **form: object) -> JobLauncher:
+def launcher_for(settings: Settings, experiment: str, frame: Path, folder: Path, *,
+                 spec_defaults: dict[str, object] | None = None, **form: object) -> JobLauncher:
     return JobLauncher(experiment, settings=settings, live=False, log_timeout_s=JOB_TIMEOUT_S,
                        spec_defaults={"checkpoint_dir": str(folder / "checkpoints"), "hidden_sizes": [8],
-                                      "batch_size": 128, "lr": 5e-3},
-                       tags={"suite": "wj-test_widgets_jobs"}, data=str(frame), label="is_fraud", epochs=2,
-                       cpus_per_worker=0.5, **form)
+                                      "batch_size": 128, "lr": 5e-3, **(spec_defaults or {})},
+                       tags={"suite": "wj-test_widgets_jobs"}, data=str(frame), label="is_fraud",
+                       **{"epochs": 2, "cpus_per_worker": 0.5, **form})
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +147,26 @@ def test_stop_button_stops_a_running_job(launched: Launched) -> None:
             return [h.summary() for h in resource_holders(settings) if h.who == f"RayTrainWorker of job {job_id}"]
         wait_until(lambda: its_worker() != [], JOB_TIMEOUT_S, "the long job's worker to hold its CPU")
         assert its_worker() == [f"RayTrainWorker of job {job_id}: 0.5 CPU"]
+
+        # a job whose driver asks more than is free now (but no more than the cluster has) waits PENDING,
+        # and the launcher says what it waits behind: the long job's worker
+        waiting = launcher_for(settings, launched.experiment, launched.frame, launched.folder, run_name="wj-waits",
+                               cpus_per_worker=0.4, spec_defaults={"driver_cpus": 1.6})
+        try:
+            assert waiting.verdict is not None and waiting.verdict.ok and waiting.verdict.waits, waiting.verdict
+            assert waiting.submit() is not None and waiting.wait_idle(120), waiting.error
+            assert waiting.last_job is not None, waiting.error
+            pending = waiting.last_job.job_id
+            assert job_status(settings, pending) == "PENDING"
+            waiting.refresh()
+            waiting.select(pending)
+            assert waiting.selected is not None and waiting.selected.status == "PENDING"
+            assert "wb-jobs-waiting" in waiting.links.value, waiting.links.value
+            assert f"RayTrainWorker of job {job_id}: 0.5 CPU" in waiting.links.value, waiting.links.value
+        finally:
+            if waiting.last_job is not None:
+                JobSubmissionClient(settings.ray_address).stop_job(waiting.last_job.job_id)
+            waiting.close()
         launcher.refresh()
         launcher.select(job_id)
         assert launcher.selected is not None and launcher.selected.job_id == job_id

@@ -77,7 +77,6 @@ class JobLauncher(LiveWidget):
         self.verdict: CapacityVerdict | None = None
         self.job_list: list[JobSummary] = []
         self.selected: JobSummary | None = None
-        self._waiting_note = ""  # why the selected job has not started (PENDING), refreshed with the jobs
         self.curve_points: dict[str, list[tuple[int, float]]] = {}
         self.log_tail: LogTail | None = None
         self.last_job: TrainingJob | None = None
@@ -393,7 +392,6 @@ class JobLauncher(LiveWidget):
             if self.selected is not None:
                 current = next((j for j in self.job_list if j.job_id == self.selected.job_id), self.selected)
                 self.selected = current
-                self._waiting_note = self._why_waiting(current)
                 self._update_links()
                 self.refresh_curve()
 
@@ -450,8 +448,8 @@ class JobLauncher(LiveWidget):
                          'target="_blank">MLflow run ↗</a>')
         status_class = {"SUCCEEDED": "wb-jobs-ok", "FAILED": "wb-jobs-error", "STOPPED": "wb-jobs-warn"}.get(
             job.status, "")
-        waiting = (f'<div class="wb-jobs-waiting wb-jobs-warn">⏳ {html.escape(self._waiting_note)}</div>'
-                   if self._waiting_note and job.status == "PENDING" else "")
+        note = self._why_waiting(job)  # asked again at each refresh and selection, while PENDING only
+        waiting = f'<div class="wb-jobs-waiting wb-jobs-warn">⏳ {html.escape(note)}</div>' if note else ""
         self.links.value = (f'<div>status <b class="wb-jobs-status {status_class}" data-status="{job.status}">'
                             f"{job.status}</b></div>{waiting}" + "<br>".join(parts))
         self.stop_button.disabled = job.status in TERMINAL

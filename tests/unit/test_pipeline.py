@@ -89,9 +89,9 @@ def test_a_hanging_stage_is_stopped_by_its_timeout_and_the_run_resumes(project: 
                               inputs='{"dataset_version": dataset_version}'))
     run_pipeline(project, until="data", run_id="hung", progress=lambda _: None)
     started = time.monotonic()
-    with pytest.raises(StageFailed, match="stage 'features' failed.*time limit of 60 s") as info:
+    with pytest.raises(StageFailed, match="stage 'features' failed.*time limit of 25 s") as info:
         run_pipeline(project, start="features", until="features", resume_run="hung", run_id="hung",
-                     stage_timeout_s=60, progress=lambda _: None)
+                     stage_timeout_s=25, progress=lambda _: None)
     assert time.monotonic() - started < 200
     assert "--resume hung" in str(info.value)
     kernel = int((nbs / "kernel.pid").read_text())

@@ -123,8 +123,14 @@ lint:
 typecheck:
 	$(BIN)/mypy
 
+# Two workers (pytest-xdist), each with a stack of its own on ports of its own (tests/conftest.py): most
+# integration tests wait on one process at a time (a kernel, a job driver, a replica starting), which left
+# 40% of two cores idle in a serial run. A module stays on one worker (--dist loadfile), so its fixtures are
+# shared as they are in a serial run. TEST_WORKERS=0 runs it serially.
+TEST_WORKERS ?= 2
+
 test: setup extension llm kfp mlserver browser lint typecheck
-	$(BIN)/pytest -q -ra --durations=15 tests
+	$(BIN)/pytest -q -ra --durations=15 $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile,) tests
 
 unit: setup
 	$(BIN)/pytest -q tests/unit

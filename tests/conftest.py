@@ -23,8 +23,19 @@ from workbench.services import ServiceManager
 ROOT = Path(__file__).resolve().parents[1]
 
 # Ports outside Ray's default worker range (10002-19999) and away from the demo's defaults.
-# WORKBENCH_TEST_PORT_OFFSET shifts them all, so two checkouts can run their suites on one machine.
-_OFFSET = int(os.environ.get("WORKBENCH_TEST_PORT_OFFSET", "0"))
+# WORKBENCH_TEST_PORT_OFFSET shifts them all, so two checkouts can run their suites on one machine. Each
+# pytest-xdist worker (`make test` runs two) adds XDIST_PORT_STEP per worker index and exports the sum, so
+# the modules that derive ports of their own from the offset (a second head, vLLM, the object store) shift
+# with it: worker gw1 runs a whole stack of its own (MLflow, Ray head, state dir) beside gw0's. 1200 keeps
+# every port the suite uses (25000-29950 and those a few above them) apart from the other worker's and
+# below Linux's ephemeral range (32768+).
+XDIST_PORT_STEP = 1200
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+# (the base is kept apart, so a second import of this module computes the same offset)
+_BASE = os.environ.setdefault("WORKBENCH_TEST_BASE_PORT_OFFSET", os.environ.get("WORKBENCH_TEST_PORT_OFFSET", "0"))
+_OFFSET = (int(_BASE)
+           + XDIST_PORT_STEP * (int(_WORKER[2:]) if _WORKER.startswith("gw") and _WORKER[2:].isdigit() else 0))
+os.environ["WORKBENCH_TEST_PORT_OFFSET"] = str(_OFFSET)
 TEST_PORTS = {name: port + _OFFSET for name, port in {
     "mlflow_port": 25000, "ray_port": 26379, "ray_dashboard_port": 28265, "ray_metrics_port": 29090,
     "serve_port": 27000, "haproxy_stats_port": 28404, "haproxy_metrics_port": 29101}.items()}
@@ -94,7 +105,11 @@ def _say(line: str) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     _reporter.append(config)
-    threading.Thread(target=_watchdog, name="workbench-test-watchdog", daemon=True).start()
+    # Under xdist the controller only hears that a test started (its clock line); the worker that runs it
+    # watches it, since only there is its stack.
+    controller = not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", None))
+    if not controller:
+        threading.Thread(target=_watchdog, name="workbench-test-watchdog", daemon=True).start()
 
 
 def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) -> None:
@@ -121,4 +136,8 @@ def _watchdog() -> None:
             _say(line)
             continue
         with capman.global_and_fixture_disabled():
-            _say(line)
+            if _WORKER:  # a worker's terminal reporter writes nowhere; its stderr is the controller's
+                sys.stderr.write(f"[{_WORKER}] {line}\n")
+                sys.stderr.flush()
+            else:
+                _say(line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import multiprocessing
 import stat
@@ -15,6 +16,8 @@ from workbench.monitoring import read_log
 from workbench.monitoring.prediction_log import log_row_counts
 from workbench.serving.prediction_log import PredictionLogWriter, compact_log, compact_segment
 
+WRITER_PATIENCE_S = 300  # a bound on a hang, not a speed limit: alone a writer needs ~10 s
+
 
 def _row(writer: str, i: int) -> dict[str, object]:
     return {"request_id": f"{writer}-{i}", "timestamp": "2026-01-01T00:00:00+00:00", "deployment": "d",
@@ -22,6 +25,9 @@ def _row(writer: str, i: int) -> dict[str, object]:
 
 
 def _write(folder: str, writer: str, n: int, segment_bytes: int) -> None:
+    # a writer still running near the parent's patience prints where it is (a full-suite run once saw a
+    # writer outlive 120 s that takes ~10 s alone)
+    faulthandler.dump_traceback_later(WRITER_PATIENCE_S - 20, exit=False)
     log = PredictionLogWriter(Path(folder), writer, segment_bytes=segment_bytes)
     for i in range(n):
         log.append([_row(writer, i)])
@@ -54,7 +60,7 @@ def test_size_rotation_compacts_to_parquet_and_readers_never_see_a_row_twice(tmp
     reader = threading.Thread(target=read_while_written)
     reader.start()
     for p in writers:
-        p.join(120)
+        p.join(WRITER_PATIENCE_S)
         assert p.exitcode == 0
     reader.join(120)
     assert problems == []

@@ -8,6 +8,7 @@ failed requests, and `down` leaves no HAProxy behind.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -111,10 +112,19 @@ def test_haproxy_and_every_ray_process_listen_on_loopback_only(head: tuple[Setti
     settings = head[0]
     record = ProcessRecord.load(settings.services_dir, "ray")
     assert record is not None and (proc := record.process()) is not None
-    members = [proc, *proc.children(recursive=True), *_haproxy_processes(settings)]
-    addresses = set().union(*(_own_listening(p) for p in members))
-    exposed = sorted(a for a in addresses if not is_loopback(a[0]))
-    owners = {a: [_describe(p) for p in members if a in _own_listening(p)] for a in exposed}
+    wanted = {settings.serve_port, settings.haproxy_stats_port, settings.haproxy_metrics_port}
+    # HAProxy reloads (a new process, then the old one leaves) whenever Serve's routes or replicas change; a
+    # snapshot taken mid-reload can miss its ports, so look until one holds them (what any look saw exposed counts)
+    deadline = time.monotonic() + 60
+    owners: dict[tuple[str, int], list[str]] = {}
+    while True:
+        members = [proc, *proc.children(recursive=True), *_haproxy_processes(settings)]
+        addresses = set().union(*(_own_listening(p) for p in members))
+        exposed = sorted(a for a in addresses if not is_loopback(a[0]))
+        owners.update({a: [_describe(p) for p in members if a in _own_listening(p)] for a in exposed})
+        if wanted <= {port for _, port in addresses} or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     # Known, and not ours to fix: Ray 2.60 starts every Serve replica's inter-deployment gRPC server on
     # "[::]:0" (hard-coded in ray/serve/_private/replica.py; ray-project/ray#64544, #64623 adds only a
     # port range). Allowed here only as exactly that: one ephemeral port per replica process, nothing else.
@@ -124,7 +134,7 @@ def test_haproxy_and_every_ray_process_listen_on_loopback_only(head: tuple[Setti
     replicas = [p for p in members if "ServeReplica" in _describe(p)]
     assert len(replica_grpc) <= len(replicas)
     ports = {port for _, port in addresses}
-    assert {settings.serve_port, settings.haproxy_stats_port, settings.haproxy_metrics_port} <= ports
+    assert wanted <= ports, f"HAProxy's ports {sorted(wanted - ports)} are held by none of {len(members)} processes"
     stats = requests.get(f"http://127.0.0.1:{settings.haproxy_metrics_port}/metrics", timeout=10)
     assert stats.status_code == 200 and "haproxy_" in stats.text  # the exporter answers, on loopback
 

@@ -584,7 +584,10 @@ def update_deployment(settings: Settings, name: str, model_uri: str | None = Non
 
     target, details = _change_apps(settings, name, roll)
     put_at = _stamp(details, name)
-    return wait_until(settings, name, lambda i: i.serves(target.version, put_at), timeout_s, progress)
+    deadline = time.monotonic() + timeout_s
+    info = wait_until(settings, name, lambda i: i.serves(target.version, put_at), timeout_s, progress)
+    _wait_routed(info, deadline)  # as deploy: RUNNING can come before the ingress routes /<name> again
+    return info
 
 
 def rollback(settings: Settings, name: str, *, timeout_s: float = 600.0, progress: bool = True) -> DeploymentInfo:
@@ -613,7 +616,10 @@ def rollback(settings: Settings, name: str, *, timeout_s: float = 600.0, progres
 
     previous, details = _change_apps(settings, name, back)
     put_at = _stamp(details, name)
-    return wait_until(settings, name, lambda i: i.serves(previous["model_version"], put_at), timeout_s, progress)
+    deadline = time.monotonic() + timeout_s
+    info = wait_until(settings, name, lambda i: i.serves(previous["model_version"], put_at), timeout_s, progress)
+    _wait_routed(info, deadline)
+    return info
 
 
 def delete_deployment(settings: Settings, name: str, *, timeout_s: float = 120.0) -> None:

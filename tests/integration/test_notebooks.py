@@ -119,7 +119,7 @@ def test_workbench_run_carries_the_regression_example_through_all_six_stages(
     report = run_pipeline(settings, parameters={
         "data": {"example": "deliveries", "n_rows": 3000, "seed": 3},
         "train": {"trainer": "xgboost", "n_estimators": 60},
-        # a model name of its own: a kept MLflow server holds earlier sessions' champions, whose frames are gone
+        # a model name of its own: a kept MLflow server holds other tests' and sessions' champions
         "registry": {"model_name": f"deliveries-{uuid.uuid4().hex[:8]}"},
         "deploy": {"deployment_name": "deliveries-batch", "smoke_requests": 50},
         "monitor": {"normal_requests": 200, "drifted_requests": 200}}, progress=lambda _: None)

@@ -216,6 +216,46 @@ def test_guard_refuses_a_worse_candidate_on_the_holdout_and_force_overrides(
     assert holdout_roc_auc(services, f"models:/{model}@{CHAMPION}", holdout) == pytest.approx(comparison.candidate)
 
 
+def test_a_champion_whose_training_frame_is_gone_is_replaced_without_a_comparison(
+        services: Settings, tmp_path: Path, holdout: pd.DataFrame) -> None:
+    """A champion trained on a frame that was deleted since (an earlier session's state) can be neither
+    monitored nor reproduced: a worse candidate replaces it, and says why, instead of being refused."""
+    code = tmp_path / "logistic_score.py"
+    code.write_text(MODEL_CODE)
+    frame = tmp_path / "frames" / "old.parquet"
+    frame.parent.mkdir()
+    holdout.to_parquet(frame)
+    client = MlflowClient(services.mlflow_uri)
+    mlflow.set_tracking_uri(services.mlflow_uri)
+    experiment = f"test-registry-stale-{uuid.uuid4().hex[:8]}"
+    exp_id = client.create_experiment(experiment)
+    runs = {}
+    for group, coef, auc, frame_path in (("old", 2.0, 0.95, str(frame)), ("new", -2.0, 0.97, str(tmp_path / "x.pq"))):
+        with mlflow.start_run(experiment_id=exp_id, run_name=group, log_system_metrics=False,
+                              tags={"group": group}) as run:
+            client.log_batch(run.info.run_id, params=[Param("frame_path", frame_path)],
+                             metrics=[Metric("roc_auc", auc, int(time.time() * 1000), 0)])
+            mlflow.pyfunc.log_model(name="model", python_model=str(code), model_config={"feature": "signal",
+                                    "coef": coef}, pip_requirements=["mlflow", "numpy", "pandas"])
+            runs[group] = run.info.run_id
+    model = f"fraud-detector-{uuid.uuid4().hex[:8]}"
+    only = "attributes.status = 'FINISHED' and tags.group = '{}'"
+    first = register_best(services, model_name=model, experiment=experiment, filter_string=only.format("old"),
+                          write_card=False)
+    assert first.champion.run_id == runs["old"] and not first.stale_champion
+    with pytest.raises(PromotionRefused):  # frame still there: the guard compares, and the new run is worse
+        register_best(services, model_name=model, experiment=experiment, holdout=holdout,
+                      filter_string=only.format("new"), write_card=False)
+
+    frame.unlink()
+    result = register_best(services, model_name=model, experiment=experiment, holdout=holdout,
+                           filter_string=only.format("new"), write_card=False)
+    assert result.changed and not result.forced and result.comparison is None
+    assert get_model_version(services, model, CHAMPION).run_id == runs["new"]
+    assert str(frame) in result.stale_champion and f"version {first.champion.version}" in result.stale_champion
+    assert result.stale_champion in result.summary()
+
+
 def test_guard_on_recorded_metric_without_holdout(
         services: Settings, model_runs: tuple[str, dict[str, str]]) -> None:
     name, ids = model_runs

@@ -69,6 +69,13 @@ def test_a_missing_optional_column_is_null_and_frames_take_mlflows_dtypes() -> N
     assert frame["when"][0] == pd.Timestamp("2026-03-01 04:30:00")  # UTC, zone dropped as MLflow wants
 
 
+def test_a_looked_up_integer_feature_without_a_value_is_refused_not_cast_to_a_huge_integer() -> None:
+    counts = next(f for f in SCHEMA.fields if f.kind == "long")
+    assert column(counts, np.array([2.0, 5.0])).tolist() == [2, 5]
+    with pytest.raises(InvalidInput, match=f"{counts.name}: no value was found"):
+        column(counts, np.array([2.0, np.nan]))
+
+
 @pytest.mark.parametrize(("change", "field", "words"), [
     ({"c.d": "3"}, "instances[0].c.d", "integer"),
     ({"c.d": 2.5}, "instances[0].c.d", "integer"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ import pandas as pd
 
 from workbench.config import Settings
 from workbench.errors import InvalidInput, NotFound, ServiceUnavailable, WorkbenchError
+from workbench.model_schema import conform_frame
 from workbench.monitoring import reprs as _reprs
 from workbench.monitoring.alerts import Alert, AlertRule, default_alert_rules, evaluate_alerts
 from workbench.monitoring.column_drift import ReferenceProfile
@@ -131,7 +133,7 @@ def reference_outputs(settings: Settings, ref: ModelReference, frame: pd.DataFra
     mlflow.set_tracking_uri(settings.mlflow_uri)
     mlflow.set_registry_uri(settings.mlflow_uri)
     model = mlflow.pyfunc.load_model(ref.model_uri)
-    raw = model.predict(frame.loc[:, list(ref.feature_columns)])
+    raw = model.predict(conform_frame(model.metadata.get_input_schema(), frame.loc[:, list(ref.feature_columns)]))
     contract = ModelContract(task=ref.task, classes=ref.classes, positive=ref.positive, threshold=ref.threshold)
     scored = score_rows(contract, raw, len(frame))
     rows = [{("predicted_label" if k == "label" else k): v for k, v in s.outputs.items()} for s in scored]
@@ -159,7 +161,9 @@ def reference_profile(settings: Settings, ref: ModelReference, *, bins: int = DE
             answers = reference_outputs(settings, ref, sample)
             outputs = [c for c in ref.output_columns if c in answers.columns]
             sample = pd.concat([sample, answers[outputs]], axis=1)
-        except Exception:  # noqa: BLE001 - a model that cannot be loaded here still has input drift
+        except Exception as exc:  # noqa: BLE001 - a model that cannot be loaded here still has input drift
+            warnings.warn(f"output drift of {ref.model_uri} left out: scoring its training sample failed ({exc})",
+                          stacklevel=2)
             outputs = []
     renamed = sample.rename(columns={c: log_column(c) for c in ref.feature_columns})
     features = [log_column(c) for c in ref.feature_columns if c in sample.columns]

@@ -13,6 +13,7 @@ import math
 import re
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import mlflow
@@ -22,6 +23,7 @@ from mlflow.exceptions import MlflowException
 
 from workbench.config import Settings
 from workbench.errors import InvalidInput, NotFound
+from workbench.model_schema import conform_frame
 from workbench.registry.client import experiment_ids, mlflow_client, mlflow_errors, translate
 from workbench.registry.runs import iter_runs
 from workbench.registry.versions import (
@@ -117,6 +119,7 @@ class RegistrationResult:
     forced: bool
     changed: bool  # False when the best run's version already was the champion
     card: LineageCard | None = None
+    stale_champion: str = ""  # why the previous champion was replaced without a comparison ('' if it was not)
 
     @property
     def champion_uri(self) -> str:
@@ -131,6 +134,8 @@ class RegistrationResult:
             lines.append(f"replacing version {self.previous_champion.version}"
                          + (" (forced)" if self.forced and self.comparison and self.comparison.candidate_is_worse
                             else ""))
+        if self.stale_champion:
+            lines.append(self.stale_champion)
         if self.comparison is not None:
             lines.append(self.comparison.describe())
         if self.challenger is not None and self.runner_up is not None:
@@ -149,6 +154,8 @@ class RegistrationResult:
             rows.append(("previous champion", self.previous_champion.version, self.previous_champion.run_id, None))
         extra = reprs.table(["alias", "version", "run", self.best.metric], rows)
         notes = [] if self.changed else ["it already was the champion"]
+        if self.stale_champion:
+            notes.append(self.stale_champion)
         if self.comparison is not None:
             notes.append(self.comparison.describe())
         if self.card is not None and self.card.gaps:
@@ -232,7 +239,7 @@ def _predict(settings: Settings, model_uri: str, features: pd.DataFrame) -> Any:
                                                         registry_uri=settings.mlflow_uri)
         try:
             model = mlflow.pyfunc.load_model(local)
-            return model.predict(_conform(model, features))
+            return model.predict(conform_frame(model.metadata.get_input_schema(), features))
         except MlflowException as exc:
             raise translate(exc, f"loading or scoring model {model_uri}") from exc
         except (ValueError, KeyError, TypeError) as exc:
@@ -282,19 +289,6 @@ def holdout_score(settings: Settings, model_uri: str, holdout: pd.DataFrame, lab
     return float(np.mean([p == str(t) for p, t in zip(predicted, holdout[label_column], strict=True)]))
 
 
-def _conform(model: Any, features: pd.DataFrame) -> pd.DataFrame:
-    """Cast columns to the types the model's signature declares (MLflow refuses int64 for a double
-    column, and a frame read from Parquet keeps counts as int64)."""
-    schema = model.metadata.get_input_schema()
-    if schema is None or not schema.has_input_names():
-        return features
-    types = {}
-    for spec in schema.inputs:
-        if spec.name in features.columns and hasattr(spec.type, "to_numpy"):
-            types[spec.name] = spec.type.to_numpy()
-    return features.astype(types) if types else features
-
-
 def _check_holdout(holdout: Any, label_column: str) -> None:
     if not isinstance(holdout, pd.DataFrame):
         raise InvalidInput(f"holdout must be a pandas DataFrame of features and {label_column!r}, "
@@ -331,6 +325,25 @@ def _compare(settings: Settings, candidate: RankedRun, champion: ModelVersionInf
                       champion.run_id, champ)
 
 
+def stale_reason(settings: Settings, version: ModelVersionInfo) -> str:
+    """Why ``version`` cannot stay champion ('' when it can): its run's training frame (param ``frame_path``)
+    was a local path that no longer exists, so monitoring has no reference and ``reproduce`` no data.
+
+    Remote (``s3://…``) and relative paths are not checked here; a run that recorded no frame is not stale.
+    """
+    if not version.run_id:
+        return ""
+    try:
+        run = get_run(mlflow_client(settings, check=False), settings, version.run_id)
+    except NotFound:
+        return f"version {version.version}'s run {version.run_id} is gone: replaced without a comparison"
+    frame = str(run.data.params.get("frame_path") or "")
+    if not frame or "://" in frame or not Path(frame).is_absolute() or Path(frame).exists():
+        return ""
+    return (f"version {version.version}'s training frame {frame} is gone (it could not be monitored or "
+            "reproduced): replaced without a comparison")
+
+
 def _current(settings: Settings, model_name: str, alias: str) -> ModelVersionInfo | None:
     client = mlflow_client(settings, check=False)
     try:
@@ -362,7 +375,9 @@ def register_best(
     ``holdout`` when given (rows no run was ranked or stopped on; scored with the ``task``'s
     :data:`HOLDOUT_METRIC`, or ROC-AUC of 0/1 labels when ``task`` is None), else on the recorded
     ``metric``. A worse candidate raises :class:`PromotionRefused` (an InvalidInput) with both numbers and
-    changes nothing, unless ``force``. Versions are reused when a run's model is already registered under
+    changes nothing, unless ``force``. A champion whose training frame is gone (:func:`stale_reason`) is
+    replaced without a comparison, since it could be neither monitored nor reproduced; the result's
+    ``stale_champion`` says so. Versions are reused when a run's model is already registered under
     ``model_name``. With ``write_card`` the champion's lineage card is logged to its run and summarised on
     the version.
     """
@@ -375,8 +390,10 @@ def register_best(
                        "train one first (workbench.training)")
     best, runner_up = ranked[0], (ranked[1] if len(ranked) > 1 else None)
     previous = _current(settings, model_name, champion_alias)
-    comparison = None
+    comparison, stale = None, ""
     if previous is not None and previous.run_id != best.run_id:
+        stale = stale_reason(settings, previous)
+    if previous is not None and previous.run_id != best.run_id and not stale:
         comparison = _compare(settings, best, previous, mode, holdout, label_column, task, positive)
         if comparison.candidate_is_worse and not force:
             raise PromotionRefused(
@@ -407,4 +424,5 @@ def register_best(
     return RegistrationResult(model_name=model_name, champion=champion, best=best, challenger=challenger,
                               runner_up=runner_up, previous_champion=previous, comparison=comparison,
                               forced=bool(force and comparison is not None and comparison.candidate_is_worse),
-                              changed=previous is None or previous.version != champion.version, card=card)
+                              changed=previous is None or previous.version != champion.version, card=card,
+                              stale_champion=stale)

@@ -202,6 +202,10 @@ def column(field: Field, values: Sequence[Any] | np.ndarray) -> Any:
     """One frame column of checked values, in the dtype MLflow's schema enforcement takes for ``field``."""
     kind = field.kind
     if isinstance(values, np.ndarray) and values.dtype != object and kind in _NUMPY_KINDS:
+        if kind in ("long", "integer") and values.dtype.kind == "f" and np.isnan(values).any():
+            # a feature store's answer for an entity it has never seen; a cast would make it a huge integer
+            raise InvalidInput(f"{field.name}: no value was found for some rows, and the model takes it as {kind}, "
+                               "which cannot be missing: train with nulls in it (then it is an optional double)")
         return values.astype(_NUMPY_KINDS[kind], copy=False)  # looked-up or derived: already numbers
     has_null = any(v is None for v in values)
     if kind == "double":

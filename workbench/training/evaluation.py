@@ -57,7 +57,8 @@ def finish_model(job: JobContext, artifacts: dict[str, Path], step: int, already
     example = frame[features].head(5).reset_index(drop=True)
     nullable = [c for c in features if frame[c].isna().any()]
     model_uri = log_tabular_model(job.tracking_uri, job.run_id, artifacts, example,
-                                  model.predict(None, example), nullable=nullable)
+                                  model.predict(None, example), nullable=nullable,
+                                  long_integers=not spec.feature_service)
     client = tracking_client(job.tracking_uri)
     now = int(time.time() * 1000)
     new = [Metric(k, float(v), now, step) for k, v in metrics.items()

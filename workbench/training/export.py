@@ -21,8 +21,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, DataType, Schema
+from mlflow.types import ColSpec, Schema
 
+from workbench.model_schema import column_type, conform_frame
 from workbench.training.checkpoint import TrainingState
 from workbench.training.model import linear_layers
 
@@ -87,23 +88,19 @@ def read_meta(artifacts: dict[str, Path]) -> dict[str, Any]:
     return dict(json.loads(Path(artifacts["meta"]).read_text()))
 
 
-def _column_type(series: pd.Series) -> DataType:
-    if pd.api.types.is_bool_dtype(series):
-        return DataType.boolean
-    if pd.api.types.is_numeric_dtype(series):
-        return DataType.double
-    return DataType.string
-
-
-def input_schema(frame: pd.DataFrame, columns: Sequence[str], nullable: Iterable[str] = ()) -> Schema:
-    """The model's input schema over raw ``columns``: double for numbers (ints are accepted too), boolean,
-    string for categories; columns in ``nullable`` (nulls in training) are optional."""
+def input_schema(frame: pd.DataFrame, columns: Sequence[str], nullable: Iterable[str] = (),
+                 long_integers: bool = True) -> Schema:
+    """The model's input schema over raw ``columns``, each as the training frame holds it
+    (:func:`workbench.model_schema.column_type`: long for integers without nulls, double for other
+    numbers, boolean, string for categories); columns in ``nullable`` (nulls in training) are optional;
+    ``long_integers=False`` (a model with a feature service) declares every number double."""
     optional = set(nullable)
-    return Schema([ColSpec(_column_type(frame[c]), c, required=c not in optional) for c in columns])
+    return Schema([ColSpec(column_type(frame[c], c in optional, long_integers), c, required=c not in optional)
+                   for c in columns])
 
 
 def log_tabular_model(tracking_uri: str, run_id: str, artifacts: dict[str, Path], example: pd.DataFrame,
-                      prediction: Any, *, nullable: Iterable[str] = ()) -> str:
+                      prediction: Any, *, nullable: Iterable[str] = (), long_integers: bool = True) -> str:
     """Log the pyfunc described by ``artifacts`` (with ``meta``) into run ``run_id``; return its model URI.
 
     ``example`` holds a few raw rows of the feature columns (the input example), ``prediction`` the
@@ -113,11 +110,10 @@ def log_tabular_model(tracking_uri: str, run_id: str, artifacts: dict[str, Path]
     meta = read_meta(artifacts)
     columns = list(meta["feature_columns"])
     example = example[columns].reset_index(drop=True)
-    numeric = [c for c in columns
-               if pd.api.types.is_numeric_dtype(example[c]) and not pd.api.types.is_bool_dtype(example[c])]
-    example = example.astype(dict.fromkeys(numeric, "float64"))
+    inputs = input_schema(example, columns, nullable, long_integers)
+    example = conform_frame(inputs, example)  # the example in the declared types (ints of a double column)
     outputs = mlflow.models.infer_signature(model_output=prediction).outputs
-    signature = ModelSignature(inputs=input_schema(example, columns, nullable), outputs=outputs)
+    signature = ModelSignature(inputs=inputs, outputs=outputs)
     workbench = {"task": meta.get("task", "binary"), "classes": meta.get("classes", []),
                  "positive": meta.get("positive"), "threshold": meta.get("threshold"),
                  "feature_columns": columns, "model": meta.get("model", "mlp"),
@@ -148,7 +144,8 @@ def log_fraud_model(tracking_uri: str, run_id: str, state: TrainingState, input_
         model = load_unlogged(artifacts)
         example = input_example[state.feature_columns].reset_index(drop=True)
         assert isinstance(model, TabularModel)
-        return log_tabular_model(tracking_uri, run_id, artifacts, example, model.predict(None, example))
+        return log_tabular_model(tracking_uri, run_id, artifacts, example, model.predict(None, example),
+                                 long_integers=False)  # the fraud model's inputs come from its feature service
 
 
 def load_unlogged(artifacts: dict[str, Path]) -> Any:

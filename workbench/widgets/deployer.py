@@ -27,6 +27,7 @@ from workbench.errors import readable
 from workbench.monitoring import reprs
 from workbench.registry import ModelVersionInfo
 from workbench.training.capacity import ClusterCapacity
+from workbench.widgets._capacity_html import capacity_table
 from workbench.widgets._deployer_model import (
     COLUMNS,
     RAY_SERVE,
@@ -470,15 +471,8 @@ class Deployer(LiveWidget):
     # ---- deployments -------------------------------------------------------------------------------
     def _fresh_capacity(self) -> ClusterCapacity:
         self.capacity_now = self.model.capacity()
-        self.capacity_html.value = self._capacity_text(self.capacity_now)
+        self.capacity_html.value = capacity_table(self.capacity_now, "wb-deploy-capacity-table")
         return self.capacity_now
-
-    @staticmethod
-    def _capacity_text(c: ClusterCapacity) -> str:
-        rows = [("CPUs", c.cpus_free, c.cpus_total), ("GPUs", c.gpus_free, c.gpus_total)]
-        cells = "".join(f"<tr><td>{name}</td><td data-free='{free:g}'><b>{free:g}</b> free</td><td>of {total:g}</td>"
-                        "</tr>" for name, free, total in rows)
-        return f"<table class='wb-deploy-capacity-table'>{cells}</table>"
 
     def refresh(self) -> None:
         """Ask Ray once: capacity and deployments; the table, the picker and the check follow."""

@@ -27,6 +27,7 @@ from workbench.monitoring import reprs
 from workbench.monitoring.figures import figure_html
 from workbench.training import TrainingJob
 from workbench.training.capacity import CapacityVerdict, ClusterCapacity, JobSummary
+from workbench.widgets._capacity_html import capacity_table
 from workbench.widgets._jobs_model import JobForm, JobLauncherModel, LogTail
 from workbench.widgets._live import LiveWidget
 
@@ -371,16 +372,8 @@ class JobLauncher(LiveWidget):
     # ---- live state ---------------------------------------------------------------------------------
     def _fresh_capacity(self) -> ClusterCapacity:
         self.capacity_now = self.model.capacity()
-        self.capacity_html.value = self._capacity_text(self.capacity_now)
+        self.capacity_html.value = capacity_table(self.capacity_now, "wb-jobs-capacity-table", with_memory=True)
         return self.capacity_now
-
-    @staticmethod
-    def _capacity_text(c: ClusterCapacity) -> str:
-        rows = [("CPUs", c.cpus_free, c.cpus_total, "g"), ("GPUs", c.gpus_free, c.gpus_total, "g"),
-                ("memory GiB", c.memory_free / 1024**3, c.memory_total / 1024**3, ".1f")]
-        cells = "".join(f"<tr><td>{name}</td><td data-free='{free:g}'><b>{free:{f}}</b> free</td>"
-                        f"<td>of {total:{f}}</td></tr>" for name, free, total, f in rows)
-        return f"<table class='wb-jobs-capacity-table'>{cells}</table>"
 
     def refresh(self) -> None:
         """Ask the cluster and MLflow once: capacity, the experiment's jobs, the selected job's curve."""

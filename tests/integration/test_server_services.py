@@ -70,11 +70,25 @@ async def test_runs_of_an_experiment(jp_fetch: Any, services: Settings) -> None:
 
 
 async def test_jobs_and_deployments_match_the_engines(jp_fetch: Any, services: Settings) -> None:
+    ray_jobs = JobSubmissionClient(services.ray_address)
+    plain = f"jx-plain-{uuid.uuid4().hex[:8]}"  # somebody else's job: no workbench metadata, no MLflow run
+    ray_jobs.submit_job(entrypoint="python -c \"print('jx-plain-hello')\"", submission_id=plain)
+    deadline = time.monotonic() + 300
+    while ray_jobs.get_job_status(plain).value not in ("SUCCEEDED", "FAILED", "STOPPED"):
+        assert time.monotonic() < deadline, f"{plain} did not end: {ray_jobs.get_job_info(plain)}"
+        await asyncio.sleep(0.5)
     code, reply = await call(jp_fetch, "jobs")
     assert code == 200
-    expected = {j.submission_id for j in JobSubmissionClient(services.ray_address).list_jobs()
-                if (j.metadata or {}).get("workbench") == "training" and j.submission_id}
-    assert {j["job_id"] for j in reply["jobs"]} == expected
+    listed = {j.submission_id: j for j in ray_jobs.list_jobs() if j.submission_id}
+    assert {j["job_id"] for j in reply["jobs"]} == set(listed)  # every submitted job, not only the workbench's
+    for job in reply["jobs"]:
+        ours = (listed[job["job_id"]].metadata or {}).get("workbench") == "training"
+        assert job["workbench"] is ours and job["status"] == listed[job["job_id"]].status.value
+        assert "entrypoint" not in job  # a command line may carry a token
+    other = next(j for j in reply["jobs"] if j["job_id"] == plain)
+    assert other["kind"] == "ray job" and other["run_id"] == "" and other["status"] == "SUCCEEDED"
+    code, reply = await call(jp_fetch, "jobs", plain, "logs")
+    assert code == 200 and "jx-plain-hello" in reply["log"]
     code, reply = await call(jp_fetch, "jobs", "jx-no-such-job", "logs")
     assert code == 404 and "jx-no-such-job" in reply["error"]
     code, reply = await call(jp_fetch, "jobs", "jx-no-such-job", "stop", method="POST", body={})

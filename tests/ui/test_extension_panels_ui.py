@@ -35,7 +35,7 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 JOB_TIMEOUT_MS = 900_000  # submit -> SUCCEEDED is ~20 s on a quiet machine, minutes on a crowded one
 TAG = uuid.uuid4().hex[:8]
 EXPERIMENT = f"xp-panels-{TAG}"
-HELLO_JOB, SLEEP_JOB = f"xp-hello-{TAG}", f"xp-sleep-{TAG}"
+HELLO_JOB, SLEEP_JOB, PLAIN_JOB = f"xp-hello-{TAG}", f"xp-sleep-{TAG}", f"xp-plain-{TAG}"
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500),
               pytest.mark.skipif(_lab.chromium() is None, reason="Debian's chromium is not installed"),
@@ -84,10 +84,11 @@ def made(live: Settings) -> Iterator[dict[str, Any]]:
                     metadata={**meta, "mlflow_run_id": runs["xp-run-a"]})
     jobs.submit_job(entrypoint="python -c \"import time; print('xp-sleeping', flush=True); time.sleep(600)\"",
                     submission_id=SLEEP_JOB, metadata={**meta, "mlflow_run_id": runs["xp-run-b"]})
+    jobs.submit_job(entrypoint="python -c \"print('xp-plain')\"", submission_id=PLAIN_JOB)  # not the workbench's
     try:
         yield {"experiment_id": experiment_id, "runs": runs, "jobs": jobs}
     finally:
-        for job_id in (SLEEP_JOB, HELLO_JOB):
+        for job_id in (SLEEP_JOB, HELLO_JOB, PLAIN_JOB):
             try:
                 jobs.stop_job(job_id)
                 deadline = time.monotonic() + 60
@@ -168,6 +169,10 @@ def test_jobs_runs_and_deployments_panels(lab: _lab.Lab, root: Path, made: dict[
             detail = panel.locator(".jp-WorkbenchJobs-detail")
             assert made["runs"]["xp-run-a"] in detail.inner_text()
             assert detail.locator("button:has-text('Stop')").count() == 0  # nothing to stop once it has ended
+            # anyone else's Ray job is listed too, as a plain "ray job" without a run
+            plain = panel.locator(f".jp-WorkbenchJobs-row[data-job-id='{PLAIN_JOB}']")
+            plain.locator(".jp-WorkbenchPanel-status:text-is('SUCCEEDED')").wait_for(timeout=JOB_TIMEOUT_MS)
+            assert "ray job" in plain.inner_text()
             page.screenshot(path=str(ARTIFACTS / "extension_panels_jobs.png"))
 
             # Stop: the sleeping job, through the confirm dialog; Ray then reports it STOPPED

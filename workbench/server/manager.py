@@ -193,11 +193,14 @@ class WorkbenchManager:
 
     # jobs --------------------------------------------------------------------------------------
     def jobs(self) -> list[dict[str, Any]]:
-        from workbench.training.capacity import list_training_jobs
+        """Every submitted Ray job, the workbench's and anyone else's (the entrypoint is left out: a command
+        line may carry a token)."""
+        from workbench.training.capacity import list_ray_jobs
 
         return [{"job_id": j.job_id, "status": j.status, "run_id": j.run_id, "experiment_id": j.experiment_id,
                  "trainer": j.trainer, "kind": j.kind, "epochs": j.epochs, "start_time": j.start_time,
-                 "end_time": j.end_time, "message": j.message} for j in list_training_jobs(self.settings)]
+                 "end_time": j.end_time, "message": j.message, "workbench": j.workbench}
+                for j in list_ray_jobs(self.settings)]
 
     def job_logs(self, job_id: str) -> dict[str, str]:
         from workbench.training import job_logs

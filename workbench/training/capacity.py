@@ -93,6 +93,7 @@ class JobSummary:
     end_time: float
     message: str = ""
     entrypoint: str = field(default="", repr=False)
+    workbench: bool = True  # submitted by the workbench (False: anyone else's job on the cluster)
 
 
 # capacity ---------------------------------------------------------------------------------------
@@ -265,8 +266,11 @@ def _holder_name(actor: Any, submissions: dict[str, str]) -> str:
 
 
 # jobs and their curves --------------------------------------------------------------------------
-def list_training_jobs(settings: Settings, experiment_id: str | None = None) -> list[JobSummary]:
-    """The cluster's workbench training jobs (of one MLflow experiment when given), newest first."""
+def list_ray_jobs(settings: Settings) -> list[JobSummary]:
+    """Every job submitted to the cluster's Jobs API, newest first: the workbench's training jobs with their
+    MLflow run, and anyone else's (``workbench=False``, kind ``ray job``), which have a log and can be
+    stopped the same way. A driver that is not a submitted job (a notebook's own ``ray.init``) has neither
+    and is left out."""
     from ray.job_submission import JobSubmissionClient
 
     from workbench.training.cluster import check_ray
@@ -278,16 +282,22 @@ def list_training_jobs(settings: Settings, experiment_id: str | None = None) -> 
         raise ServiceUnavailable(f"Ray at {settings.ray_address} did not list its jobs: {exc}") from exc
     out = []
     for job in jobs:
+        if not job.submission_id:
+            continue
         meta = job.metadata or {}
-        if meta.get("workbench") != "training" or not job.submission_id:
-            continue
-        if experiment_id is not None and meta.get("experiment_id") != experiment_id:
-            continue
-        out.append(JobSummary(job.submission_id, str(job.status.value), meta.get("mlflow_run_id", ""),
-                              meta.get("experiment_id", ""), meta.get("trainer", ""), meta.get("kind", ""),
-                              int(meta.get("epochs", "0") or 0), (job.start_time or 0) / 1000.0,
-                              (job.end_time or 0) / 1000.0, job.message or "", job.entrypoint or ""))
+        ours = meta.get("workbench") == "training"
+        out.append(JobSummary(job.submission_id, str(job.status.value), meta.get("mlflow_run_id", "") if ours else "",
+                              meta.get("experiment_id", "") if ours else "", meta.get("trainer", "") if ours else "",
+                              meta.get("kind", "") if ours else "ray job",
+                              int(meta.get("epochs", "0") or 0) if ours else 0, (job.start_time or 0) / 1000.0,
+                              (job.end_time or 0) / 1000.0, job.message or "", job.entrypoint or "", workbench=ours))
     return sorted(out, key=lambda j: j.start_time, reverse=True)
+
+
+def list_training_jobs(settings: Settings, experiment_id: str | None = None) -> list[JobSummary]:
+    """The cluster's workbench training jobs (of one MLflow experiment when given), newest first."""
+    return [j for j in list_ray_jobs(settings)
+            if j.workbench and (experiment_id is None or j.experiment_id == experiment_id)]
 
 
 def experiment_id(settings: Settings, name: str) -> str | None:

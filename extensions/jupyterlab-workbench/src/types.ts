@@ -53,7 +53,8 @@ export interface NewProject {
   config: string;
 }
 
-/** A Ray job of the Jobs panel (manager.jobs: the cluster's workbench training jobs, newest first). */
+/** A Ray job of the Jobs panel (manager.jobs: every submitted job on the cluster, newest first; others' jobs
+ * have kind "ray job", no run and workbench false). */
 export interface JobSummary {
   job_id: string;
   status: string; // PENDING | RUNNING | STOPPED | SUCCEEDED | FAILED
@@ -65,6 +66,7 @@ export interface JobSummary {
   start_time: number; // seconds since the epoch, 0 when not started
   end_time: number;
   message: string;
+  workbench: boolean; // submitted by the workbench (a training job with an MLflow run)
 }
 
 export interface JobLogs {

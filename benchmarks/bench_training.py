@@ -180,23 +180,24 @@ def _quality_specs(built: dict[str, object], trainers: list[str], settings: Sett
               "checkpoint_dir": str(settings.checkpoints_dir), "dataset_version": "bq-quality"}
     task, frame, inputs = built["task"], built["frame_path"], built["inputs"]
     options = {"mlp": {"hidden_sizes": [64, 32], "lr": 0.003, "batch_size": 256, "epochs": 3},
-               "xgboost": {"n_estimators": 200, "max_depth": 6, "learning_rate": 0.1}}
+               "xgboost": {"n_estimators": 600, "max_depth": 3, "learning_rate": 0.05, "subsample": 0.8,
+                           "colsample_bytree": 0.8}}
     return {name: TrainingSpec.from_task(task, frame, inputs, trainer=name, **options[name], **common)  # type: ignore[arg-type]
             for name in trainers}
 
 
 def _holdout_auc(model: object, spec: TrainingSpec, holdout: object) -> float:
     import numpy as np
-    import pandas as pd
     from sklearn.metrics import roc_auc_score
 
     rows = holdout[list(spec.feature_columns)]  # type: ignore[index]
     if hasattr(model, "load_context"):  # the pyfunc itself, in this process
         p = np.asarray(model.predict(None, rows))  # type: ignore[attr-defined]
-    else:  # as MLflow loads it: its signature says double, and MLflow refuses int64 for double (as the registry,
-        # cast the integer columns)
-        ints = [c for c in rows.columns if pd.api.types.is_integer_dtype(rows[c])]
-        p = np.asarray(model.predict(rows.astype(dict.fromkeys(ints, "float64"))))  # type: ignore[attr-defined]
+    else:  # as MLflow loads it, in the signature's types (as the registry's guard does)
+        from workbench.model_schema import conform_frame
+
+        schema = model.metadata.get_input_schema()  # type: ignore[attr-defined]
+        p = np.asarray(model.predict(conform_frame(schema, rows)))  # type: ignore[attr-defined]
     return float(roc_auc_score((holdout[spec.label_column] == 1).to_numpy(), p))  # type: ignore[index]
 
 

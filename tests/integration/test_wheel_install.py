@@ -101,6 +101,11 @@ def test_wheel_carries_and_enables_both_extensions(tmp_path: Path) -> None:
     assert not missing, f"the wheel lacks these files of the built labextension: {missing}"
     assert f"{data}/etc/jupyter/jupyter_server_config.d/workbench.json" in names, sorted(names)
     assert {"workbench/server/__init__.py", "workbench/py.typed", "workbench/widgets/static/data_browser.js"} <= names
+    stage_notebooks = sorted(p.relative_to(ROOT / "notebooks").as_posix() for p in (ROOT / "notebooks").rglob("*.ipynb")
+                             if ".ipynb_checkpoints" not in p.parts)
+    assert len(stage_notebooks) >= 6
+    missing = [n for n in stage_notebooks if f"workbench/templates/{n}" not in names]
+    assert not missing, f"the wheel lacks the stage notebooks the sidebar copies as templates: {missing}"
     assert not any(n.startswith("workbench/labextension/") for n in names), \
         "the labextension belongs in the shared data only, not a second time inside the package"
 
@@ -120,6 +125,11 @@ def test_wheel_carries_and_enables_both_extensions(tmp_path: Path) -> None:
                             env, cwd=tmp_path)[0].split()
     assert Path(imported).is_relative_to(site_packages), f"workbench came from {imported}, not the wheel's copy"
     assert Path(prefix) == venv
+    # the installed package finds its templates (the sidebar's "Open template" / "New lifecycle project")
+    found = _run([python, "-c", "from workbench.server.templates import default_template_dir as d; print(d())"],
+                 env, cwd=tmp_path)[0].strip()
+    assert Path(found) == site_packages / "workbench" / "templates", found
+    assert sorted(p.name for p in Path(found).glob("*.ipynb")) == sorted(n for n in stage_notebooks if "/" not in n)
 
     # The apps' modules, not `python -m jupyter labextension`: that looks for a jupyter-labextension script,
     # which the fresh venv lacks (and the main venv's would report the main prefix).

@@ -138,8 +138,10 @@ def test_a_failing_stage_run_reports_its_cell(root: Path) -> None:
     assert cell["index"] == 2  # as in the source notebook: papermill's own cells are not counted
     assert cell["ename"] == "ValueError" and cell["evalue"] == "broken at 42"
     assert "raise ValueError" in cell["source"]
-    assert str(state["notebook"]).startswith("proj/.workbench/runs/")
+    # shown where JupyterLab's contents API serves it (no hidden folder), the run's own copy kept beside its record
+    assert state["notebook"] == f"proj/executed/{started['run_id']}-{NOTEBOOKS['data']}"
     assert failed_cell(root / str(state["notebook"])) is not None
+    assert (project / ".workbench" / "runs" / str(started["run_id"]) / NOTEBOOKS["data"]).is_file()
     manager.shutdown()
 
 

@@ -119,7 +119,7 @@ def dashboard_snapshot(settings: Settings, deployment: str, *, labels: pd.DataFr
     if win.rows:
         perf = performance_summary(frame)
         metrics |= perf.metrics()
-        if not math.isnan(perf.throughput_rps):
+        if not math.isnan(perf.throughput_rps) and (cpus or gpus):  # a replica reserving nothing: no cost
             cost = estimate_cost(perf.throughput_rps, cpus, gpus, settings.prices)
             metrics |= cost.metrics()
         try:

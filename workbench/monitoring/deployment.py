@@ -397,8 +397,10 @@ def monitoring_report(settings: Settings, deployment: str, *, labels: pd.DataFra
         problems.append(f"model: {exc}")
     if window.rows:
         perf = performance_summary(window.frame)
-        if not math.isnan(perf.throughput_rps):
+        if not math.isnan(perf.throughput_rps) and (cpus or gpus):
             cost = estimate_cost(perf.throughput_rps, cpus, gpus, settings.prices)
+        elif not (cpus or gpus):  # Serve runs a replica that reserves nothing; there is no held resource to price
+            problems.append("cost: the deployment reserves no CPU or GPU (num_cpus=0), so there is nothing to price")
         if ref is not None:
             try:
                 drift = drift_for_deployment(settings, deployment, model_uri=ref.model_uri, reference=reference,

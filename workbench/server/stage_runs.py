@@ -9,6 +9,7 @@ an error output is reported (index, source, error name, value), so the sidebar c
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 import uuid
@@ -132,6 +133,21 @@ class StageRunner:
         target = Path(path).resolve()
         return target.relative_to(self.root).as_posix() if self.root in target.parents else str(target)
 
+    def _visible_copy(self, settings: Settings, state: StageRun, executed: Path) -> str:
+        """The executed copy where JupyterLab can open it: ``<project>/executed/<run id>-<notebook>``.
+
+        The run's own copy stays under the state folder (``.workbench/runs/``) with its record, but Jupyter's
+        contents API serves no hidden path (``allow_hidden`` is off, rightly: it guards files such as
+        ``.env``), so the sidebar could not open it: it answered 404. Returns the path to show.
+        """
+        if not executed.is_file():
+            return self._shown(str(executed))
+        folder = settings.project_dir / "executed"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{state.run_id}-{NOTEBOOKS[state.stage]}"
+        shutil.copyfile(executed, target)
+        return self._shown(str(target))
+
     def _execute(self, settings: Settings, state: StageRun, run: Callable[..., Any]) -> None:
         self._update(state.run_id, status="running")
         executed = settings.runs_dir / state.run_id / NOTEBOOKS[state.stage]
@@ -141,7 +157,7 @@ class StageRunner:
                          run_id=state.run_id, progress=lambda line: self._note(state.run_id, line))
         except StageFailed as exc:
             self._update(state.run_id, status="failed", finished_at=time.time(), error=str(exc),
-                         notebook=self._shown(str(executed)), failed_cell=failed_cell(executed))
+                         notebook=self._visible_copy(settings, state, executed), failed_cell=failed_cell(executed))
             return
         except WorkbenchError as exc:
             self._update(state.run_id, status="failed", finished_at=time.time(), error=str(exc))
@@ -152,7 +168,7 @@ class StageRunner:
             return
         outputs = report.stages[-1].outputs if report.stages else {}
         self._update(state.run_id, status="succeeded", finished_at=time.time(), outputs=dict(outputs),
-                     notebook=self._shown(str(executed)))
+                     notebook=self._visible_copy(settings, state, executed))
 
     def get(self, run_id: str) -> StageRun:
         with self._lock:

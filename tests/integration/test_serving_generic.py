@@ -36,7 +36,7 @@ from mlflow.models import infer_signature
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from workbench.config import Settings
-from workbench.errors import InvalidInput
+from workbench.errors import InvalidInput, NotFound
 from workbench.serving import (
     Resources,
     delete_deployment,
@@ -247,6 +247,23 @@ def test_regression_answers_the_models_predictions_on_every_protocol(settings: S
     v2_ids = [f"sv-v2-reg-{i}" for i in range(len(rows))]
     assert out["parameters"]["request_ids"] == v2_ids
     assert log.loc[v2_ids, "prediction"].to_numpy() == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_reader_of_another_project_finds_the_log_where_the_deployment_writes_it(
+        settings: Settings, models: dict[str, Served], tmp_path: Path) -> None:
+    """Monitoring from another project (or the JupyterLab root's dashboard) reads the deploying project's log."""
+    from workbench.monitoring.deployment import read_window
+
+    model = models["reg"]
+    predict(settings, model.name, model.rows(3, start=40))
+    elsewhere = settings.replace(state_dir=tmp_path / "another-project" / ".workbench")
+    assert not (elsewhere.predictions_dir / model.name).exists()
+    mine = read_predictions(settings, model.name)
+    theirs = read_predictions(elsewhere, model.name)
+    assert theirs.request_id.tolist() == mine.request_id.tolist() and len(mine) >= 3
+    assert read_window(elsewhere, model.name).rows == read_window(settings, model.name).rows
+    with pytest.raises(NotFound, match="no predictions logged for deployment .sv-no-such."):
+        read_predictions(elsewhere, "sv-no-such")
 
 
 def test_every_answered_prediction_is_logged_exactly_once_whatever_the_protocol(

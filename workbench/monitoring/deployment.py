@@ -198,11 +198,12 @@ def _utc(value: Any) -> pd.Timestamp | None:
 def read_window(settings: Settings, deployment: str, since: Any = None, until: Any = None,
                 model_version: str | None = None) -> LogWindow:
     """The deployment's logged predictions with ``since <= timestamp < until`` (None: unbounded)."""
-    from workbench.serving.prediction_log import log_dir
+    from workbench.serving.prediction_log import find_log_dir
 
-    folder = log_dir(settings, deployment)
+    folder, looked = find_log_dir(settings, deployment)
     if not folder.is_dir() or not any(folder.rglob("*.jsonl")) and not any(folder.rglob("*.parquet")):
-        raise NotFound(f"no predictions logged for deployment {deployment!r} yet (looked in {folder})")
+        raise NotFound(f"no predictions logged for deployment {deployment!r} yet (looked in "
+                       f"{', '.join(map(str, looked))})")
     rows, unparsed = log_row_counts(folder)
     frame = read_log(folder)
     stamps = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")

@@ -119,6 +119,18 @@ class DeploymentInfo:
         return str((_deployment_config(self.config).get("user_config") or {}).get("feature_service") or "") \
             if self.config else ""
 
+    @property
+    def log_folder(self) -> Path | None:
+        """Where the replicas append this deployment's prediction log: the deploying project's folder, which
+        is not the reader's when a notebook of another project (or the JupyterLab root's dashboard) looks."""
+        recorded = (self.config.get("args") or {}).get("settings") if self.config else None
+        if not isinstance(recorded, dict):
+            return None
+        try:
+            return log_dir(Settings.from_dict(recorded), self.name)
+        except (WorkbenchError, TypeError, ValueError):
+            return None
+
     def serves(self, version: str, after_s: float = 0.0) -> bool:
         """Every replica is up and serving ``version``, from a deploy stamped later than ``after_s``."""
         return (self.running and self.applied_version == version and self.last_deployed_s > after_s

@@ -40,7 +40,7 @@ from typing import Any
 import pandas as pd
 
 from workbench.config import Settings
-from workbench.errors import InvalidInput, NotFound
+from workbench.errors import InvalidInput, NotFound, WorkbenchError
 from workbench.monitoring.prediction_log import REJECTED_SUFFIX
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -49,6 +49,32 @@ _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 def log_dir(settings: Settings, deployment: str) -> Path:
     """The folder holding ``deployment``'s prediction log."""
     return settings.predictions_dir / _SAFE.sub("_", deployment)
+
+
+def _has_log(folder: Path) -> bool:
+    return folder.is_dir() and (any(folder.rglob("*.jsonl")) or any(folder.rglob("*.parquet")))
+
+
+def find_log_dir(settings: Settings, deployment: str) -> tuple[Path, list[Path]]:
+    """(the folder to read ``deployment``'s log from, every folder looked in).
+
+    The replicas write under the *deploying* project's state folder. A reader with other settings (a notebook
+    of another project, or the dashboard of the JupyterLab root when the deployment was made from a project
+    folder) finds nothing in its own, so the folder the deployment records in its Serve config is tried
+    next, when Serve answers. The reader's own folder wins when it holds a log.
+    """
+    own = log_dir(settings, deployment)
+    if _has_log(own):
+        return own, [own]
+    from workbench.serving.deployments import get_deployment
+
+    try:
+        recorded = get_deployment(settings, deployment).log_folder
+    except WorkbenchError:  # no such deployment (any more), or no Ray to ask: the reader's folder is all there is
+        return own, [own]
+    if recorded is not None and recorded != own and _has_log(recorded):
+        return recorded, [own, recorded]
+    return own, [own] if recorded is None or recorded == own else [own, recorded]
 
 
 LOG_FIELDS = ("request_id", "timestamp", "deployment", "model_version", "latency_ms", "event_timestamp", "task")
@@ -266,9 +292,10 @@ def read_predictions(settings: Settings, deployment: str, columns: list[str] | N
     """The whole prediction log of ``deployment`` as a DataFrame (oldest first)."""
     from workbench.monitoring import read_log
 
-    folder = log_dir(settings, deployment)
+    folder, looked = find_log_dir(settings, deployment)
     if not folder.is_dir() or not (any(folder.glob("*.jsonl")) or any(folder.glob("*.parquet"))):
-        raise NotFound(f"no predictions logged for deployment {deployment!r} yet (looked in {folder})")
+        raise NotFound(f"no predictions logged for deployment {deployment!r} yet (looked in "
+                       f"{', '.join(map(str, looked))})")
     frame = read_log(folder, columns)
     if "timestamp" in frame.columns:
         frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)

@@ -69,10 +69,17 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
     return path
 
 
-def start_lab(root: Path, timeout_s: float = 180.0) -> Lab:
-    """Start JupyterLab serving ``root``; returns once its API answers (raises with the log otherwise)."""
+def start_lab(root: Path, timeout_s: float = 180.0, python: Path | None = None) -> Lab:
+    """Start JupyterLab serving ``root``; returns once its API answers (raises with the log otherwise).
+
+    ``python``: run it from another environment's interpreter (``python -m jupyterlab``), e.g. a fresh venv
+    holding the built wheel; then nothing of the main venv's Jupyter paths or settings reaches it.
+    """
     state = root / ".jupyter-state"
     env = dict(os.environ)
+    if python is not None:
+        env = {k: v for k, v in env.items() if not k.startswith(("JUPYTER", "PYTHON", "VIRTUAL_ENV"))}
+        env["PYTHONNOUSERSITE"] = "1"
     for var, sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
                      ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython")):
         (state / sub).mkdir(parents=True, exist_ok=True)
@@ -81,10 +88,12 @@ def start_lab(root: Path, timeout_s: float = 180.0) -> Lab:
         target = state / "settings" / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(values))
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    bin_dir = VENV_BIN if python is None else Path(python).parent
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     port, token = free_port(), secrets.token_hex(16)
     log = state / "lab.log"
-    cmd = [str(VENV_BIN / "jupyter"), "lab", "--no-browser", f"--port={port}", "--ServerApp.port_retries=0",
+    launcher = [str(VENV_BIN / "jupyter"), "lab"] if python is None else [str(python), "-m", "jupyterlab"]
+    cmd = [*launcher, "--no-browser", f"--port={port}", "--ServerApp.port_retries=0",
            "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
            f"--LabApp.user_settings_dir={state / 'settings'}", f"--LabApp.workspaces_dir={state / 'workspaces'}",
            "--LabApp.news_url=", "--ServerApp.open_browser=False"]

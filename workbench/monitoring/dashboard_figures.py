@@ -190,7 +190,9 @@ def throughput_figure(snapshot: DashboardSnapshot, max_points: int = MAX_POINTS)
     if len(over):
         x, y = downsample(over["window_start"], over["throughput_rps"].astype(float), max_points,
                           epoch_ms=True)
-        fig.add_trace(go.Scattergl(x=x, y=y, mode="lines", name="req/s", line={"shape": "hv"}))
+        # a few windows (a short burst of traffic) get markers: one window alone draws no line at all
+        mode = "lines+markers" if len(x) <= 60 else "lines"
+        fig.add_trace(go.Scattergl(x=x, y=y, mode=mode, name="req/s", line={"shape": "hv"}))
     return fig
 
 

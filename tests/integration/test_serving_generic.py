@@ -255,7 +255,7 @@ def test_a_reader_of_another_project_finds_the_log_where_the_deployment_writes_i
     from workbench.monitoring.deployment import read_window
 
     model = models["reg"]
-    predict(settings, model.name, model.rows(3, start=40))
+    predict(settings, model.name, model.rows(3, start=10))
     elsewhere = settings.replace(state_dir=tmp_path / "another-project" / ".workbench")
     assert not (elsewhere.predictions_dir / model.name).exists()
     mine = read_predictions(settings, model.name)

@@ -138,8 +138,11 @@ def test_resumed_job_continues_the_same_run_without_repeating_steps(jobs: Jobs) 
     assert match, log[-3000:]
     resumed_epoch, next_epoch = int(match.group(1)), int(match.group(2))
     assert next_epoch == resumed_epoch + 1 >= 1
-    # every logged step had its checkpoint persisted first; at most one checkpoint may be ahead of the log
-    assert max(before) <= resumed_epoch <= max(before) + 1
+    # every logged step had its checkpoint persisted first, so the resume never goes back before the log; the
+    # checkpoint may be several epochs ahead (the driver's relay copies metric files into MLflow every so often,
+    # and a stop can land between), and then the second job logs those steps: each exactly once, as checked above
+    assert resumed_epoch >= max(before)
+    assert set(range(max(before) + 1, resumed_epoch + 1)) <= set(logged) - set(before)
     assert f"resumed after epoch {resumed_epoch}" in log  # the worker started from that checkpoint
     run = client_for(jobs.settings).get_run(first.run_id)
     assert run.info.status == "FINISHED"

@@ -58,11 +58,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400),
 
 
 @pytest.fixture(scope="module")
-def live(request: pytest.FixtureRequest) -> Settings:
-    return request.getfixturevalue("services")  # type: ignore[no-any-return]
-
-
-@pytest.fixture(scope="module")
 def wheel_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The python of a fresh venv holding the workbench wheel (dependencies borrowed from the main venv)."""
     work = tmp_path_factory.mktemp("cp-wheel")
@@ -99,19 +94,16 @@ def wheel_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def root(live: Settings) -> Iterator[Path]:
-    folder = live.state_dir / "cp-click-path" / TAG
+def root(services: Settings) -> Iterator[Path]:
+    folder = services.state_dir / "cp-click-path" / TAG
     folder.mkdir(parents=True)
-    ports = {name: getattr(live, name) for name in ("mlflow_port", "ray_port", "ray_dashboard_port",
-                                                        "ray_metrics_port", "serve_port")}
-    (folder / "workbench.toml").write_text(f'experiment = "cp-click-path-{TAG}"\nrequest_timeout_s = 30.0\n'
-                                           + "".join(f"{k} = {v}\n" for k, v in ports.items()))
+    _lab.write_services_toml(folder, services, f"cp-click-path-{TAG}")
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def lab(root: Path, wheel_python: Path, live: Settings) -> Iterator[_lab.Lab]:
+def lab(root: Path, wheel_python: Path, services: Settings) -> Iterator[_lab.Lab]:
     server = _lab.start_lab(root, python=wheel_python, timeout_s=300.0)
     try:
         yield server
@@ -119,8 +111,8 @@ def lab(root: Path, wheel_python: Path, live: Settings) -> Iterator[_lab.Lab]:
         _lab.stop_lab(server)
         from workbench.serving import delete_deployment, list_deployments
 
-        if DEPLOYMENT in [d.name for d in list_deployments(live)]:
-            delete_deployment(live, DEPLOYMENT)
+        if DEPLOYMENT in [d.name for d in list_deployments(services)]:
+            delete_deployment(services, DEPLOYMENT)
 
 
 def _stage_line(page: Any, stage: str) -> Any:
@@ -153,7 +145,7 @@ def _run_stage(page: Any, stage: str, parameters: dict[str, Any]) -> float:
     return round(time.monotonic() - started, 1)
 
 
-def test_new_project_to_a_monitored_endpoint_by_clicks_only(lab: _lab.Lab, root: Path, live: Settings) -> None:
+def test_new_project_to_a_monitored_endpoint_by_clicks_only(lab: _lab.Lab, root: Path, services: Settings) -> None:
     from ray.job_submission import JobSubmissionClient
 
     from workbench.config import load_settings
@@ -194,7 +186,7 @@ def test_new_project_to_a_monitored_endpoint_by_clicks_only(lab: _lab.Lab, root:
             # the training job, in the Jobs panel as Ray reports it
             train = latest_record(load_settings(project, env={}), "train")  # as the server reads the project
             job_id = train.outputs["job_id"]
-            assert JobSubmissionClient(live.ray_address).get_job_status(job_id).value == "SUCCEEDED"
+            assert JobSubmissionClient(services.ray_address).get_job_status(job_id).value == "SUCCEEDED"
             page.locator(".jp-SideBar [data-id='workbench-activity']").click()
             page.click(".jp-WorkbenchActivity .lm-TabBar-tab:has-text('Jobs')")
             row = page.locator(f"#workbench-jobs .jp-WorkbenchJobs-row[data-job-id='{job_id}']")
@@ -205,11 +197,11 @@ def test_new_project_to_a_monitored_endpoint_by_clicks_only(lab: _lab.Lab, root:
             card = page.locator(f"#workbench-deployments .jp-WorkbenchDeployment[data-deployment='{DEPLOYMENT}']")
             card.locator(".jp-WorkbenchDeployment-health:text-is('healthy')").wait_for(timeout=120_000)
             timings["new_project_to_healthy_endpoint_s"] = round(time.monotonic() - started, 1)
-            info = get_deployment(live, DEPLOYMENT)
+            info = get_deployment(services, DEPLOYMENT)
             registry = latest_record(load_settings(project, env={}), "registry")
             assert info.model_version == registry.outputs["model_version"]
             assert info.url in card.inner_text()
-            fields = request_fields(live, DEPLOYMENT)["fields"]
+            fields = request_fields(services, DEPLOYMENT)["fields"]
             assert {"user_id", "merchant_id", "amount"} <= {f["name"] for f in fields}
             page.screenshot(path=str(ARTIFACTS / "click_path_deployments.png"))
             assert requests.get(f"{info.url}/ping", timeout=30).status_code == 200
@@ -222,7 +214,7 @@ def test_new_project_to_a_monitored_endpoint_by_clicks_only(lab: _lab.Lab, root:
             # charts of this deployment's own traffic (the 05/06 requests), not empty axes: the lab's root is not
             # the project, so the log is found where the deployment says it writes it. The summary counts the
             # logged requests; the drift drill-down draws its bars; latency and throughput are WebGL canvases.
-            logged = len(read_predictions(live, DEPLOYMENT))
+            logged = len(read_predictions(services, DEPLOYMENT))
             assert logged >= 20 + 200
             summary = frame.locator(".wb-dash-summary .workbench-card")
             summary.first.wait_for(timeout=300_000)

@@ -109,10 +109,7 @@ def root(live: Settings) -> Iterator[Path]:
     (state / "data" / "labextensions" / "jupyterlab-workbench").symlink_to(LABEXTENSION, target_is_directory=True)
     (state / "config" / "jupyter_server_config.d").mkdir(parents=True)
     shutil.copy(SERVER_CONFIG, state / "config" / "jupyter_server_config.d" / "workbench.json")
-    ports = {name: getattr(live, name) for name in ("mlflow_port", "ray_port", "ray_dashboard_port",
-                                                        "ray_metrics_port", "serve_port")}
-    (folder / "workbench.toml").write_text(f"experiment = {json.dumps(EXPERIMENT)}\nrequest_timeout_s = 30.0\n"
-                                           + "".join(f"{k} = {v}\n" for k, v in ports.items()))
+    _lab.write_services_toml(folder, live, EXPERIMENT)
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
 

@@ -59,6 +59,17 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def write_services_toml(folder: Path, settings: Any, experiment: str) -> Path:
+    """A workbench.toml in ``folder`` pointing at ``settings``' services (the session's shared test stack) with an
+    MLflow experiment of its own; its state stays under ``folder``."""
+    ports = {name: getattr(settings, name) for name in ("mlflow_port", "ray_port", "ray_dashboard_port",
+                                                            "ray_metrics_port", "serve_port")}
+    path = folder / "workbench.toml"
+    path.write_text(f"experiment = {json.dumps(experiment)}\nrequest_timeout_s = 30.0\n"
+                    + "".join(f"{k} = {v}\n" for k, v in ports.items()))
+    return path
+
+
 def write_notebook(path: Path, cells: list[str]) -> Path:
     """A notebook of code cells, no outputs, the venv's python3 kernel."""
     nb = {"nbformat": 4, "nbformat_minor": 5,

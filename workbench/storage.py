@@ -102,10 +102,14 @@ def list_objects(settings: Settings, uri: str) -> list[StoredObject]:
 
 
 def activate(settings: Settings) -> None:
-    """Let this process read and write ``s3://`` data locations (DuckDB, Parquet footers, snapshots)."""
+    """Let this process read and write ``s3://`` locations: data (DuckDB, Parquet footers, snapshots) and run
+    state (:mod:`workbench.locations`: specs, frames, metric files, checkpoints)."""
+    from workbench import locations
     from workbench.data import _source
 
-    _source.use_object_store(s3_filesystem(settings))
+    filesystem = s3_filesystem(settings)
+    _source.use_object_store(filesystem)
+    locations.use_s3(filesystem)
 
 
 COMPLETE = "_workbench_complete"

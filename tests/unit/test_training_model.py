@@ -160,11 +160,11 @@ def test_checkpoint_round_trip(spec: TrainingSpec, tmp_path: Path) -> None:
     assert np.allclose(predict_proba(loaded.build_model(), loaded.scaler, x),
                        predict_proba(original.build_model(), original.scaler, x))
     # the newest loadable checkpoint wins; a half-written newer one is skipped
-    assert find_latest_checkpoint(tmp_path / "run") == tmp_path / "run" / "nested" / epoch_dir_name(1)
+    assert find_latest_checkpoint(tmp_path / "run") == str(tmp_path / "run" / "nested" / epoch_dir_name(1))
     broken = tmp_path / "run" / epoch_dir_name(5)
     broken.mkdir()
     (broken / "state.pt").write_bytes(b"partial")
-    assert find_latest_checkpoint(tmp_path / "run") == tmp_path / "run" / "nested" / epoch_dir_name(1)
+    assert find_latest_checkpoint(tmp_path / "run") == str(tmp_path / "run" / "nested" / epoch_dir_name(1))
     assert find_latest_checkpoint(tmp_path / "nothing") is None
 
 

@@ -113,10 +113,10 @@ def gpu_spec(tmp_path: Path) -> TrainingSpec:
 
 
 def test_entrypoint_is_quoted_argument_by_argument(settings: Settings, tmp_path: Path) -> None:
-    nasty = tmp_path / "a dir; rm -rf ~" / "spec.json"
+    nasty = str(tmp_path / "a dir; rm -rf ~" / "spec.json")
     command = jobs._entrypoint(settings, nasty, "run$(id)", "job`x`")
     args = shlex.split(command)
-    assert args[1:] == ["-m", "workbench.training.entrypoint", "--spec", str(nasty), "--run-id", "run$(id)",
+    assert args[1:] == ["-m", "workbench.training.entrypoint", "--spec", nasty, "--run-id", "run$(id)",
                         "--tracking-uri", settings.mlflow_uri, "--job-id", "job`x`"]
     assert jobs._entrypoint(settings.replace(profile="cluster"), nasty, "r", "j").startswith("python ")
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from workbench import locations
 from workbench.config import Settings
 from workbench.errors import InvalidInput, NotFound
 from workbench.registry.client import mlflow_client, mlflow_errors
@@ -89,6 +89,10 @@ def recorded_spec(settings: Settings, run_id: str) -> TrainingSpec:
 
     client = mlflow_client(settings)
     run = get_run(client, settings, run_id)
+    if settings.run_state_in_bucket:  # the spec names its frame in the bucket, which loading checks
+        from workbench.storage import activate
+
+        activate(settings)
     with tempfile.TemporaryDirectory(prefix="workbench-spec-") as tmp:
         try:
             path = client.download_artifacts(run_id, SPEC_ARTIFACT, tmp)
@@ -96,7 +100,7 @@ def recorded_spec(settings: Settings, run_id: str) -> TrainingSpec:
         except (MlflowException, OSError):
             pass
     spec_path = run.data.tags.get(TAG_SPEC_PATH, "")
-    if spec_path and Path(spec_path).is_file():
+    if spec_path and locations.exists(spec_path):
         return TrainingSpec.load(spec_path)
     raise NotFound(f"run {run_id} recorded no training spec (no artifact {SPEC_ARTIFACT}, no readable "
                    f"{TAG_SPEC_PATH} tag): it was not trained by workbench.training, so it cannot be reproduced")

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from workbench import locations
 from workbench.training.model import FraudMLP, Standardizer
 
 STATE_FILE = "state.pt"
@@ -106,20 +107,22 @@ class TrainingState:
         )
 
 
-def find_latest_checkpoint(root: str | Path) -> Path | None:
-    """The newest loadable ``epoch_*`` checkpoint folder anywhere under ``root``, or None.
+def find_latest_checkpoint(root: str | Path) -> str | None:
+    """The newest loadable ``epoch_*`` checkpoint folder anywhere under ``root`` (a local folder or an
+    ``s3://`` prefix), or None.
 
     Folders whose state file is missing or unreadable (a job killed while writing) are skipped.
     """
-    base = Path(root)
-    if not base.is_dir():
-        return None
-    candidates = sorted(((int(m.group(1)), p) for p in base.rglob("epoch_*")
-                         if p.is_dir() and (m := _EPOCH_DIR.match(p.name))), reverse=True)
-    for _, folder in candidates:
+    candidates = sorted(((int(m.group(1)), rel) for rel, folder in locations.list_tree(root)
+                         if folder and (m := _EPOCH_DIR.match(rel.rsplit("/", 1)[-1]))), reverse=True)
+    for _, rel in candidates:
+        found = locations.join(root, rel)
+        if not locations.exists(locations.join(found, STATE_FILE)):
+            continue
         try:
-            TrainingState.load(folder)
+            with locations.local_copy(found) as folder:
+                TrainingState.load(folder)
         except Exception:  # noqa: BLE001 - any unreadable checkpoint is skipped, not fatal
             continue
-        return folder
+        return found
     return None

@@ -10,6 +10,7 @@ run: FINISHED, FAILED on an error, KILLED when the job is stopped.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -22,6 +23,7 @@ _STARTED_UNIX = time.time()
 import ray  # noqa: E402 - imports are timed from process start
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+import workbench  # noqa: E402
 from workbench.training.frame import read_frame  # noqa: E402
 from workbench.training.joblog import say  # noqa: E402
 from workbench.training.spec import TrainingSpec  # noqa: E402
@@ -60,7 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    say(f"job {args.job_id or '?'} for MLflow run {args.run_id}; timing driver_started_unix={_STARTED_UNIX:.3f} "
+    say(f"job {args.job_id or '?'} for MLflow run {args.run_id}; workbench from "
+        f"{os.path.dirname(workbench.__file__)}; timing driver_started_unix={_STARTED_UNIX:.3f} "
         f"driver_imports_s={time.perf_counter() - _STARTED:.3f}")
     client = tracking_client(args.tracking_uri)
     status = "FAILED"

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench import locations
 from workbench.errors import InvalidInput
 from workbench.training._pyfunc_model import Preprocessor
 from workbench.training.spec import TrainingSpec
@@ -81,7 +82,8 @@ def read_frame(spec: TrainingSpec) -> pd.DataFrame:
     """
     columns = [*spec.feature_columns, spec.label_column]
     try:
-        frame = pd.read_parquet(spec.frame_path, columns=columns)
+        fs, path = locations.resolve(spec.frame_path)
+        frame = pd.read_parquet(path, columns=columns, filesystem=fs)
     except (OSError, ValueError, KeyError) as exc:
         raise InvalidInput(f"cannot read columns {columns} of the training frame {spec.frame_path}: {exc}") from exc
     label = frame[spec.label_column]

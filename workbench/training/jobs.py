@@ -25,10 +25,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray.job_submission import JobDetails, JobStatus, JobSubmissionClient
 
+from workbench import locations
 from workbench.config import Settings
 from workbench.data.task import TAG_TASK
 from workbench.errors import InvalidInput, JobFailed, NotFound, ServiceUnavailable, WorkbenchError
 from workbench.training.cluster import check_mlflow, check_ray, cluster_gpus
+from workbench.training.shipping import code_runtime_env, frame_for_cluster
 from workbench.training.spec import TrainingSpec
 from workbench.training.tracking import (
     TAG_DATASET_VERSION,
@@ -78,7 +80,7 @@ class TrainingJob:
     run_id: str
     experiment_id: str
     spec: TrainingSpec
-    spec_path: Path
+    spec_path: str  # a local path, or an s3:// URI when run state lives in the bucket
 
     @property
     def run_url(self) -> str:
@@ -144,28 +146,34 @@ def _resolve_gpu(settings: Settings, spec: TrainingSpec) -> tuple[TrainingSpec, 
     return spec.replace(use_gpu=False, gpus=0.0), True
 
 
+def _checkpoint_root(settings: Settings, spec: TrainingSpec) -> str:
+    """The spec's checkpoint folder, else the settings' (a bucket URI as it is, a local path made absolute)."""
+    root = spec.checkpoint_dir or settings.checkpoints_location
+    return root if locations.is_remote(root) else str(Path(root).resolve())
+
+
 def _new_job_id(run_id: str) -> str:
     return f"workbench-train-{run_id[:8]}-{secrets.token_hex(3)}"
 
 
-def _entrypoint(settings: Settings, spec_path: Path, run_id: str, job_id: str) -> str:
+def _entrypoint(settings: Settings, spec_path: str, run_id: str, job_id: str) -> str:
     python = sys.executable if settings.profile == "local" and sys.executable else "python"
-    args = [python, "-m", ENTRYPOINT_MODULE, "--spec", str(spec_path), "--run-id", run_id,
+    args = [python, "-m", ENTRYPOINT_MODULE, "--spec", spec_path, "--run-id", run_id,
             "--tracking-uri", settings.mlflow_uri, "--job-id", job_id]
     return " ".join(shlex.quote(a) for a in args)
 
 
-def _submit(settings: Settings, spec: TrainingSpec, spec_path: Path, run_id: str, experiment_id: str,
+def _submit(settings: Settings, spec: TrainingSpec, spec_path: str, run_id: str, experiment_id: str,
             job_id: str, jobs: JobSubmissionClient) -> None:
     trainer = get_trainer(spec.trainer)
     options: dict[str, Any] = {f"entrypoint_{k}": v for k, v in trainer.job_resources(spec).items()}
-    env = {**settings.engine_env(), **job_env(settings),
+    env = {**settings.engine_env(), **job_env(settings), **settings.job_storage_env(),
            **trainer.job_env(spec, run_id, experiment_id, settings.mlflow_uri)}
     try:
         jobs.submit_job(
             entrypoint=_entrypoint(settings, spec_path, run_id, job_id),
             submission_id=job_id,
-            runtime_env={**trainer.runtime_env(spec), "env_vars": env},
+            runtime_env={**code_runtime_env(settings), **trainer.runtime_env(spec), "env_vars": env},
             metadata={"workbench": "training", "mlflow_run_id": run_id, "experiment_id": experiment_id,
                       "epochs": str(trainer.total_steps(spec)), "kind": "sweep" if spec.sweep else "training",
                       "trainer": spec.trainer},
@@ -184,10 +192,15 @@ def submit_training_job(settings: Settings, spec: TrainingSpec, *, job_id: str |
     jobs = _jobs_client(settings)
     client = _mlflow(settings)
     spec, fell_back = _resolve_gpu(settings, spec)
-    checkpoint_dir = Path(spec.checkpoint_dir or settings.checkpoints_dir).resolve()
-    # the job runs in another working directory: every path it reads must be absolute
-    spec = spec.replace(experiment=spec.experiment or settings.experiment, checkpoint_dir=str(checkpoint_dir),
-                        frame_path=str(Path(spec.frame_path).resolve()) if spec.frame_path else "",
+    if settings.run_state_in_bucket:
+        from workbench.storage import activate
+
+        activate(settings)  # this process writes the spec and the frame into the bucket
+    checkpoint_dir = _checkpoint_root(settings, spec)
+    # the job runs in another working directory (on a cluster, another machine): every location it reads must
+    # be absolute, and on a cluster sharing no disk with this one, in the bucket
+    spec = spec.replace(experiment=spec.experiment or settings.experiment, checkpoint_dir=checkpoint_dir,
+                        frame_path=frame_for_cluster(settings, spec.frame_path),
                         working_dir=str(Path(spec.working_dir).resolve()) if spec.working_dir else "")
     experiment = client.get_experiment_by_name(spec.experiment)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(spec.experiment)
@@ -199,7 +212,7 @@ def submit_training_job(settings: Settings, spec: TrainingSpec, *, job_id: str |
                                   TAG_TRAINER: spec.trainer})
     run_id = run.info.run_id
     job_id = job_id or _new_job_id(run_id)
-    spec_path = spec.save(checkpoint_dir / run_id / SPEC_FILE)
+    spec_path = spec.save(locations.join(checkpoint_dir, run_id, SPEC_FILE))
     try:
         tags = {TAG_SPEC_PATH: str(spec_path), TAG_JOB_ID: job_id, TAG_JOB_IDS: job_id}
         if fell_back:
@@ -246,14 +259,18 @@ def resume_training_job(settings: Settings, run_id: str, *, job_id: str | None =
         if status not in (*TERMINAL, "GONE"):
             raise InvalidInput(f"job {previous} of run {run_id} is still {status}: stop it first "
                                "(stop_job) or wait for it")
-    spec_path = Path(run.data.tags.get(TAG_SPEC_PATH, ""))
-    if not run.data.tags.get(TAG_SPEC_PATH) or not spec_path.is_file():
+    if settings.run_state_in_bucket:
+        from workbench.storage import activate
+
+        activate(settings)
+    spec_path = run.data.tags.get(TAG_SPEC_PATH, "")
+    if not spec_path or not locations.exists(spec_path):
         try:
             text = client.download_artifacts(run_id, SPEC_ARTIFACT)
         except MlflowException as exc:
             raise NotFound(f"run {run_id} has no training spec (not a workbench training run?)") from exc
         spec = TrainingSpec.load(text)
-        spec_path = spec.save(Path(spec.checkpoint_dir or settings.checkpoints_dir) / run_id / SPEC_FILE)
+        spec_path = spec.save(locations.join(_checkpoint_root(settings, spec), run_id, SPEC_FILE))
     else:
         spec = TrainingSpec.load(spec_path)
     if spec.sweep is not None:

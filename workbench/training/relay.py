@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from workbench import locations
 from workbench.training.metric_files import STATUS_FILE, STREAM_FILE, read_epoch_metrics, read_json
 from workbench.training.tracking import (
     TAG_DATASET_VERSION,
@@ -36,7 +37,7 @@ class MetricRelay:
     """Copies new epoch files into MLflow, in epoch order, each step once; call :meth:`flush` or run
     it in the background with :meth:`start` / :meth:`stop`."""
 
-    def __init__(self, client: MlflowClient, run_id: str, folder: Path, *, trials: bool = False,
+    def __init__(self, client: MlflowClient, run_id: str, folder: str | Path, *, trials: bool = False,
                  experiment_id: str = "", lineage: dict[str, str] | None = None, interval_s: float = 0.5) -> None:
         self.client = client
         self.run_id = run_id
@@ -60,11 +61,13 @@ class MetricRelay:
             if not self.trials:
                 return self._flush_stream(self.folder, self.streams[""])
             count = 0
-            if self.folder.is_dir():
-                for trial_dir in sorted(p for p in self.folder.iterdir() if p.is_dir()):
-                    stream = self.streams.get(trial_dir.name) or self._open_trial(trial_dir)
-                    if stream is not None:
-                        count += self._flush_stream(trial_dir, stream)
+            for name in locations.list_names(self.folder):
+                trial_dir = locations.join(self.folder, name)
+                if not locations.is_dir(trial_dir):
+                    continue
+                stream = self.streams.get(name) or self._open_trial(trial_dir, name)
+                if stream is not None:
+                    count += self._flush_stream(trial_dir, stream)
             return count
 
     def child_run_id(self, trial_name: str) -> str | None:
@@ -99,7 +102,7 @@ class MetricRelay:
                 self.error = exc
 
     # internals ----------------------------------------------------------------------------------
-    def _flush_stream(self, folder: Path, stream: _Stream) -> int:
+    def _flush_stream(self, folder: str | Path, stream: _Stream) -> int:
         count = 0
         for epoch, metrics in read_epoch_metrics(folder):
             if epoch in stream.logged:
@@ -108,22 +111,22 @@ class MetricRelay:
             stream.logged.add(epoch)
             count += 1
         if self.trials and not stream.closed:
-            status = read_json(folder / STATUS_FILE)
+            status = read_json(locations.join(folder, STATUS_FILE))
             if status is not None:
                 self.client.set_terminated(stream.run_id, str(status.get("status", "FINISHED")))
                 stream.closed = True
         return count
 
-    def _open_trial(self, folder: Path) -> _Stream | None:
-        info = read_json(folder / STREAM_FILE)
+    def _open_trial(self, folder: str, name: str) -> _Stream | None:
+        info = read_json(locations.join(folder, STREAM_FILE))
         if info is None:
             return None
         run = self.client.create_run(
-            self.experiment_id, run_name=str(info.get("run_name") or folder.name),
+            self.experiment_id, run_name=str(info.get("run_name") or name),
             tags={TAG_PARENT: self.run_id, TAG_KIND: "sweep-trial", "workbench.trial_id": str(info.get("trial_id")),
                   TAG_DATASET_VERSION: self.lineage.get("dataset_version", ""),
                   TAG_FEATURE_SERVICE: self.lineage.get("feature_service", "")})
         log_params(self.client, run.info.run_id, dict(info.get("params", {})))
         stream = _Stream(run.info.run_id)
-        self.streams[folder.name] = stream
+        self.streams[name] = stream
         return stream

@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as pads
 
+from workbench import locations
 from workbench.data.task import TASK_KINDS, Task
 from workbench.errors import InvalidInput
 from workbench.training.trainers import get_trainer
@@ -316,12 +317,13 @@ class TrainingSpec:
             if self.categorical_columns is None:
                 object.__setattr__(self, "categorical_columns", ())
             return
-        path = Path(self.frame_path)
-        if not path.exists():
-            raise InvalidInput(f"frame_path {path} does not exist: build the training frame first "
-                               "(workbench.features) or pass the path of a Parquet file or folder")
+        path = self.frame_path
         try:
-            schema = pads.dataset(str(path), format="parquet").schema
+            fs, where = locations.resolve(path)
+            if not locations.exists(path):
+                raise InvalidInput(f"frame_path {path} does not exist: build the training frame first "
+                                   "(workbench.features) or pass the path of a Parquet file or folder")
+            schema = pads.dataset(where, filesystem=fs, format="parquet").schema
         except (pa.ArrowInvalid, OSError) as exc:
             raise InvalidInput(f"frame_path {path} is not readable as Parquet: {exc}") from exc
         wanted = [*self.feature_columns, self.label_column]
@@ -434,7 +436,9 @@ class TrainingSpec:
         """A spec for a dataset's :class:`~workbench.data.task.Task`: its label, kind, classes and positive;
         the features default to the frame's columns that are not label, keys, timestamp or excluded."""
         if feature_columns is None:
-            names = pads.dataset(str(frame_path), format="parquet").schema.names if Path(frame_path).exists() else []
+            fs, where = locations.resolve(frame_path)
+            names = (pads.dataset(where, filesystem=fs, format="parquet").schema.names
+                     if locations.exists(frame_path) else [])
             feature_columns = task.feature_columns(names)
         base: dict[str, Any] = {"frame_path": str(frame_path), "feature_columns": list(feature_columns),
                                 "label_column": task.label, "task": task.kind, "classes": list(task.classes),
@@ -451,17 +455,16 @@ class TrainingSpec:
 
     @classmethod
     def load(cls, path: str | Path) -> TrainingSpec:
-        """Read a spec written by :meth:`save`."""
+        """Read a spec written by :meth:`save` (a local path or an ``s3://`` URI)."""
         try:
-            return cls.from_json(Path(path).read_text())
+            return cls.from_json(locations.read_text(path))
         except FileNotFoundError as exc:
             raise InvalidInput(f"no training spec at {path}") from exc
 
-    def save(self, path: str | Path) -> Path:
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(self.to_json())
-        return out
+    def save(self, path: str | Path) -> str:
+        """Write the spec to a local path or an ``s3://`` URI; return where it is."""
+        locations.write_text(path, self.to_json())
+        return str(path)
 
 
 def _sweep_from_dict(data: Mapping[str, Any]) -> SweepSpec:

@@ -17,6 +17,7 @@ from typing import Any
 from ray import tune
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
+from workbench import locations
 from workbench.training.joblog import say
 from workbench.training.relay import MetricRelay
 from workbench.training.spec import METRICS_BY_TASK, SweepSpec
@@ -52,11 +53,12 @@ def run_sweep(job: JobContext) -> TrainOutcome:
         raise ValueError("run_sweep needs a spec with a sweep section")
     trainer = get_trainer(spec.trainer)
     run_id = job.run_id
-    run_dir = Path(spec.checkpoint_dir) / run_id
-    trials_dir = run_dir / TRIALS_DIR
+    run_dir = locations.join(spec.checkpoint_dir, run_id)
+    trials_dir = locations.join(run_dir, TRIALS_DIR)
     client = tracking_client(job.tracking_uri)
     relay = MetricRelay(client, run_id, trials_dir, trials=True, experiment_id=job.experiment_id,
                         lineage={"dataset_version": spec.dataset_version, "feature_service": spec.feature_service})
+    storage_path, storage_fs = locations.ray_storage(run_dir)
     resources = {"cpu": spec.cpus_per_worker, "gpu": 1.0 if spec.use_gpu else 0.0}
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=spec.to_dict(), trials_dir=str(trials_dir)), resources)
@@ -68,7 +70,8 @@ def run_sweep(job: JobContext) -> TrainOutcome:
         tune_config=tune.TuneConfig(metric=sweep.metric, mode=sweep.mode, num_samples=sweep.num_samples,
                                     max_concurrent_trials=sweep.max_concurrent_trials,
                                     search_alg=BasicVariantGenerator(random_state=spec.seed)),
-        run_config=tune.RunConfig(storage_path=str(run_dir), name=SWEEP_DIR,
+        run_config=tune.RunConfig(storage_path=storage_path, storage_filesystem=storage_fs, name=SWEEP_DIR,
+
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=1),
     )
     began = time.perf_counter()

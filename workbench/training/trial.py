@@ -15,6 +15,7 @@ from typing import Any
 
 from ray import tune
 
+from workbench import locations
 from workbench.training.metric_files import STATUS_FILE, STREAM_FILE, write_epoch_metrics, write_json
 from workbench.training.spec import TrainingSpec
 from workbench.training.trainers import get_trainer
@@ -25,8 +26,8 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], trials_dir: str) -> 
     sampled = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()}
     spec = TrainingSpec.from_dict({**base, **sampled, "sweep": None})
     context = tune.get_context()
-    stream = Path(trials_dir) / context.get_trial_id()
-    write_json(stream / STREAM_FILE, {"trial_id": context.get_trial_id(),
+    stream = locations.join(trials_dir, context.get_trial_id())
+    write_json(locations.join(stream, STREAM_FILE), {"trial_id": context.get_trial_id(),
                                       "run_name": f"{spec.run_name or 'sweep'}-{context.get_trial_name()}",
                                       "params": {**spec.hyperparameters(), **sampled}})
 
@@ -40,6 +41,6 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], trials_dir: str) -> 
     try:
         get_trainer(spec.trainer).trial(spec, report)
     except BaseException:
-        write_json(stream / STATUS_FILE, {"status": "FAILED"})
+        write_json(locations.join(stream, STATUS_FILE), {"status": "FAILED"})
         raise
-    write_json(stream / STATUS_FILE, {"status": "FINISHED"})
+    write_json(locations.join(stream, STATUS_FILE), {"status": "FINISHED"})

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import ray.train
@@ -18,6 +17,7 @@ import torch
 import torch.distributed as dist
 from ray.train import Checkpoint
 
+from workbench import locations
 from workbench.training.checkpoint import TrainingState, epoch_dir_name
 from workbench.training.frame import load_training_data
 from workbench.training.joblog import say
@@ -44,7 +44,8 @@ def _resume_state(fallback: str | None) -> TrainingState | None:
         with restored.as_directory() as folder:
             candidates.append(TrainingState.load(folder))
     if fallback:
-        candidates.append(TrainingState.load(fallback))
+        with locations.local_copy(fallback) as folder:
+            candidates.append(TrainingState.load(folder))
     return max(candidates, key=lambda s: s.epoch) if candidates else None
 
 
@@ -53,7 +54,7 @@ def train_worker(config: dict[str, Any]) -> None:
     ``spec`` (dict), ``metrics_dir`` and ``resume_from`` (a checkpoint folder or None)."""
     began, started_unix = time.perf_counter(), time.time()
     spec = TrainingSpec.from_dict(config["spec"])
-    metrics_dir = Path(config["metrics_dir"])
+    metrics_dir = str(config["metrics_dir"])
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(max(1, int(spec.cpus_per_worker)))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from workbench import locations
 from workbench.training.trainers import JobContext, Trainer, TrainOutcome, TrialReport
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ def _boost(spec_dict: dict[str, Any], metrics_dir: str, rank: int, world_size: i
 
     def on_round(epoch: int, metrics: dict[str, float]) -> None:
         if rank == 0:
-            write_epoch_metrics(Path(metrics_dir), epoch, metrics)
+            write_epoch_metrics(metrics_dir, epoch, metrics)
 
     fit_began = time.perf_counter()
     booster = fit_booster(spec, data, on_round, rows)
@@ -162,7 +163,7 @@ class XGBoostTreesTrainer(Trainer):
         from workbench.training.tracking import tracking_client
 
         spec = job.spec
-        metrics_dir = Path(spec.checkpoint_dir) / job.run_id / METRICS_DIR
+        metrics_dir = locations.join(spec.checkpoint_dir, job.run_id, METRICS_DIR)
         relay = MetricRelay(tracking_client(job.tracking_uri), job.run_id, metrics_dir)
         say(f"starting run {job.run_id}: xgboost, {spec.n_estimators} rounds on {spec.num_workers} worker(s), "
             f"use_gpu={spec.use_gpu}")
@@ -183,25 +184,26 @@ class XGBoostTreesTrainer(Trainer):
             relay.stop()
 
     @staticmethod
-    def _fit_in_task(spec: TrainingSpec, metrics_dir: Path, folder: Path) -> None:
+    def _fit_in_task(spec: TrainingSpec, metrics_dir: str, folder: Path) -> None:
         import ray
 
         task = ray.remote(num_cpus=spec.cpus_per_worker, num_gpus=1 if spec.use_gpu else 0, max_retries=0)(boost_task)
-        for name, content in ray.get(task.remote(spec.to_dict(), str(metrics_dir))).items():
+        for name, content in ray.get(task.remote(spec.to_dict(), metrics_dir)).items():
             (folder / name).write_bytes(content)
 
     @staticmethod
-    def _fit_on_ray_train(job: JobContext, metrics_dir: Path, folder: Path) -> None:
+    def _fit_on_ray_train(job: JobContext, metrics_dir: str, folder: Path) -> None:
         from ray.train import RunConfig, ScalingConfig
         from ray.train.xgboost import XGBoostTrainer
 
         spec = job.spec
+        storage_path, storage_fs = locations.ray_storage(spec.checkpoint_dir)
         trainer = XGBoostTrainer(
             xgb_worker,
-            train_loop_config={"spec": spec.to_dict(), "metrics_dir": str(metrics_dir)},
+            train_loop_config={"spec": spec.to_dict(), "metrics_dir": metrics_dir},
             scaling_config=ScalingConfig(num_workers=spec.num_workers, use_gpu=spec.use_gpu,
                                          resources_per_worker={"CPU": spec.cpus_per_worker}),
-            run_config=RunConfig(storage_path=spec.checkpoint_dir, name=job.run_id),
+            run_config=RunConfig(storage_path=storage_path, storage_filesystem=storage_fs, name=job.run_id),
         )
         result = trainer.fit()
         if result.checkpoint is None:
@@ -247,7 +249,7 @@ class XGBoostTreesTrainer(Trainer):
             return finish_model(job, artifacts, step, logged)
 
 
-def _read_rounds(metrics_dir: Path) -> list[tuple[int, dict[str, float]]]:
+def _read_rounds(metrics_dir: str) -> list[tuple[int, dict[str, float]]]:
     from workbench.training.metric_files import read_epoch_metrics
 
     return read_epoch_metrics(metrics_dir)

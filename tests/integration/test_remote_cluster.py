@@ -1,0 +1,184 @@
+"""The cluster profile against services that are remote in every way that matters, started here on loopback.
+
+The "cluster" is a project of its own (own state dir, ports and working dir, sharing none of the notebook's
+paths): SeaweedFS as its bucket, an MLflow server keeping artifacts in that bucket and serving them (proxied
+artifact access), and a Ray head whose processes hold the bucket's keys in their environment, as pods get them
+from a Kubernetes Secret. The notebook side is a ``profile = "cluster"`` project in another folder that knows
+only the three addresses and its own keys.
+
+A training job submitted from there reads its frame from the bucket (copied there by content), writes its spec,
+metric files and checkpoints there, imports the ``workbench`` shipped in its ``runtime_env``, and logs its
+model through MLflow into the bucket. Nothing the job was given names a path of the notebook's machine, no
+secret is in anything Ray shows, and nothing lands in the notebook's folders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT, TEST_PORTS
+from ray.job_submission import JobSubmissionClient
+from sklearn.metrics import roc_auc_score
+
+from workbench.config import Settings
+from workbench.services import ServiceManager
+from workbench.storage import list_objects
+from workbench.training import TrainingSpec, submit_training_job
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
+
+_SHIFT = TEST_PORTS["mlflow_port"] - 25000  # the suite's port offset (a second xdist worker adds 1200)
+CLUSTER_PORTS = {"s3_port": 25620 + _SHIFT, "mlflow_port": 25630 + _SHIFT, "ray_port": 26400 + _SHIFT,
+                 "ray_dashboard_port": 28300 + _SHIFT, "ray_metrics_port": 29120 + _SHIFT,
+                 "serve_port": 27100 + _SHIFT, "haproxy_stats_port": 28430 + _SHIFT,
+                 "haproxy_metrics_port": 29130 + _SHIFT}
+
+
+@dataclass(frozen=True)
+class Remote:
+    cluster: Settings  # the services' side: what a platform team runs
+    notebook: Settings  # the user's side: profile = "cluster", addresses and keys only
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
+    cluster_root = tmp_path_factory.mktemp("cluster-side")
+    bootstrap = Settings(project_dir=cluster_root, storage="s3", s3_prefix=f"team-{uuid.uuid4().hex[:6]}",
+                         experiment="wb-remote", ray_num_cpus=2, **CLUSTER_PORTS)
+    key, secret = bootstrap.s3_keys()
+    # the head gets the keys as WORKBENCH_S3_* in its environment (Settings.secret_env), as a pod would from a
+    # Secret; SeaweedFS takes the same keys as its identity
+    cluster = bootstrap.replace(s3_access_key_id=key, s3_secret_access_key=secret)
+    manager = ServiceManager(cluster)
+    notebook_root = tmp_path_factory.mktemp("notebook-side")
+    notebook = Settings(profile="cluster", project_dir=notebook_root, mlflow_uri=cluster.mlflow_uri,
+                        ray_address=cluster.ray_address, storage="s3", s3_endpoint_url=cluster.s3_endpoint,
+                        s3_prefix=cluster.s3_prefix, s3_access_key_id=key, s3_secret_access_key=secret,
+                        experiment="wb-remote")
+    # the cluster's image: a `python` on PATH that has Ray and the workbench's dependencies (this venv's)
+    path = os.environ.get("PATH", "")
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{path}"
+    try:
+        manager.up(("objects", "mlflow", "ray"))
+        yield Remote(cluster, notebook)
+    finally:
+        os.environ["PATH"] = path
+        manager.down(("ray", "mlflow", "objects"))
+
+
+def _frame(seed: int, n: int = 800) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n), "count": rng.integers(0, 9, n)})
+    frame["label"] = (frame.x1 + 0.5 * frame.x2 + 0.1 * frame["count"] + rng.normal(scale=0.5, size=n) > 0.4)
+    frame["label"] = frame["label"].astype(int)
+    return frame
+
+
+def _local_paths(text: str, *roots: Path) -> list[str]:
+    return [str(root) for root in roots if str(root) in text]
+
+
+def test_up_starts_nothing_in_the_cluster_profile(remote: Remote) -> None:
+    status = {s.name: s for s in ServiceManager(remote.notebook).up()}
+    assert not any(s.managed for s in status.values()), status
+    assert status["mlflow"].healthy and status["ray"].healthy, status
+    assert status["mlflow"].url == remote.cluster.mlflow_uri and status["ray"].url == remote.cluster.ray_address
+    assert not remote.notebook.services_dir.exists() or not list(remote.notebook.services_dir.glob("*.json"))
+
+
+@pytest.mark.parametrize("trainer", ["xgboost", "mlp"])
+def test_a_job_on_the_remote_head_reads_and_writes_only_the_bucket(remote: Remote, trainer: str) -> None:
+    notebook, cluster = remote.notebook, remote.cluster
+    frame = _frame(11 if trainer == "xgboost" else 12)
+    local_frame = notebook.project_dir / "frames" / f"{trainer}.parquet"
+    local_frame.parent.mkdir(exist_ok=True)
+    frame.to_parquet(local_frame)
+    extra = ({"n_estimators": 15, "max_depth": 2, "early_stopping_rounds": 0} if trainer == "xgboost"
+             else {"epochs": 3, "batch_size": 64, "hidden_sizes": [8], "lr": 0.05})
+    spec = TrainingSpec(frame_path=str(local_frame), feature_columns=["x1", "x2", "count"], label_column="label",
+                        task="binary", trainer=trainer, cpus_per_worker=0.5, seed=5, **extra)
+
+    job = submit_training_job(notebook, spec)
+    assert job.wait(timeout_s=1200, progress=False) == "SUCCEEDED", job.logs()[-4000:]
+
+    # what the job was given: bucket URIs, the shipped package, the server's address; no local path, no secret
+    ray_jobs = JobSubmissionClient(notebook.ray_address)
+    info = ray_jobs.get_job_info(job.job_id)
+    shown = json.dumps({"entrypoint": info.entrypoint, "runtime_env": info.runtime_env, "metadata": info.metadata})
+    key, secret = notebook.s3_keys()
+    assert secret not in shown and key not in shown
+    assert _local_paths(shown, notebook.project_dir, cluster.project_dir, ROOT) == [], shown
+    modules = info.runtime_env["py_modules"]
+    assert len(modules) == 1 and modules[0].startswith("gcs://"), modules
+    assert f"--spec {notebook.object_store_uri}/checkpoints/{job.run_id}/spec.json" in info.entrypoint
+    assert info.entrypoint.startswith("python -m workbench.training.entrypoint ")
+
+    # the job ran the shipped package, not the checkout's
+    logs = ray_jobs.get_job_logs(job.job_id)
+    shipped = re.search(r"workbench from (\S+);", logs)
+    assert shipped and "runtime_resources/py_modules_files" in shipped.group(1), logs[:2000]
+    assert not shipped.group(1).startswith(str(ROOT))
+
+    # its run state is in the bucket: spec, the frame (copied once, by content), metric files, checkpoints
+    run = mlflow.tracking.MlflowClient(notebook.mlflow_uri).get_run(job.run_id)
+    frame_uri = run.data.params["frame_path"]
+    assert frame_uri.startswith(f"{notebook.object_store_uri}/frames/") and frame_uri.endswith(local_frame.name)
+    stored = {o.uri: o.size for o in list_objects(notebook, f"{notebook.object_store_uri}/checkpoints/{job.run_id}")}
+    run_dir = f"{notebook.object_store_uri}/checkpoints/{job.run_id}"
+    assert f"{run_dir}/spec.json" in stored
+    epochs = sorted(u for u in stored if re.search(r"/metrics/epoch_\d+\.json$", u))
+    history = mlflow.tracking.MlflowClient(notebook.mlflow_uri).get_metric_history(job.run_id, "val_loss")
+    assert len(epochs) == len(history) == (15 if trainer == "xgboost" else 3)
+    if trainer == "mlp":  # Ray Train's checkpoints went to the bucket through the job's S3 filesystem
+        assert any(u.endswith("/state.pt") for u in stored), sorted(stored)
+    assert TrainingSpec.load(f"{run_dir}/spec.json").frame_path == frame_uri
+
+    # the model came back through MLflow's proxy, from the bucket, and scores the frame it was trained on
+    model_uri = run.data.tags["workbench.model_uri"]
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(notebook.mlflow_uri)
+    try:
+        model = mlflow.pyfunc.load_model(model_uri)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert any("MLmodel" in o.uri for o in list_objects(notebook, notebook.mlflow_artifacts_uri))
+    scores = np.asarray(model.predict(frame[["x1", "x2", "count"]]), dtype=float)
+    assert roc_auc_score(frame["label"], scores) > 0.8
+
+    # and the notebook's machine kept nothing of it
+    assert not notebook.checkpoints_dir.exists()
+    assert not (cluster.state_dir / "checkpoints").exists()
+
+
+def test_the_same_frame_is_copied_once(remote: Remote) -> None:
+    from workbench.storage import activate
+    from workbench.training.shipping import frame_for_cluster
+
+    notebook = remote.notebook
+    activate(notebook)
+    path = notebook.project_dir / "frames" / "twice.parquet"
+    path.parent.mkdir(exist_ok=True)
+    _frame(3, 200).to_parquet(path)
+    first = frame_for_cluster(notebook, str(path))
+    moved = notebook.project_dir / "elsewhere" / "twice.parquet"  # another folder, the same name and bytes
+    moved.parent.mkdir()
+    path.rename(moved)
+    assert frame_for_cluster(notebook, str(moved)).rsplit("/", 2)[1] == first.rsplit("/", 2)[1]  # same content
+    _frame(4, 200).to_parquet(path)
+    assert frame_for_cluster(notebook, str(path)) != first
+    copied = pd.read_parquet(moved)
+    from workbench import locations
+
+    fs, key = locations.resolve(first)
+    pd.testing.assert_frame_equal(pd.read_parquet(key, filesystem=fs), copied)

@@ -289,26 +289,33 @@ class Settings:
                           "WORKBENCH_S3_SECRET_ACCESS_KEY (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
 
     @property
-    def run_state_in_bucket(self) -> bool:
-        """Whether jobs keep their run state (spec, training frame, metric files, checkpoints) in the bucket:
-        on a cluster (``profile = "cluster"``) with ``storage = "s3"``, whose nodes share no disk with the
-        notebook. Elsewhere the Ray head runs beside the notebook and reads the state dir."""
+    def state_in_bucket(self) -> bool:
+        """Whether what the cluster and the notebook both read lives in the bucket: jobs' run state (spec,
+        training frame, metric files, checkpoints) and the prediction log. So on a cluster (``profile =
+        "cluster"``) with ``storage = "s3"``, whose nodes share no disk with the notebook; elsewhere the Ray
+        head runs beside the notebook and reads the state dir."""
         return self.profile == "cluster" and self.storage == "s3"
 
     @property
     def checkpoints_location(self) -> str:
-        """Where training runs keep their checkpoints: the state dir, or the bucket (run_state_in_bucket)."""
-        return f"{self.object_store_uri}/checkpoints" if self.run_state_in_bucket else str(self.checkpoints_dir)
+        """Where training runs keep their checkpoints: the state dir, or the bucket (state_in_bucket)."""
+        return f"{self.object_store_uri}/checkpoints" if self.state_in_bucket else str(self.checkpoints_dir)
 
     @property
     def frames_location(self) -> str:
         """Where training frames the cluster must read are kept when run state lives in the bucket."""
         return f"{self.object_store_uri}/frames"
 
+    @property
+    def predictions_location(self) -> str:
+        """Where the prediction log is read from: the state dir, or the bucket (state_in_bucket), where
+        replicas ship each closed segment."""
+        return f"{self.object_store_uri}/predictions" if self.state_in_bucket else str(self.predictions_dir)
+
     def job_storage_env(self) -> dict[str, str]:
         """What a job needs to reach the bucket, none of it secret: its address. The keys are the cluster's
         (its head and workers' AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, from a Kubernetes Secret)."""
-        if not self.run_state_in_bucket:
+        if not self.state_in_bucket:
             return {}
         return {"WORKBENCH_S3_ENDPOINT_URL": self.s3_endpoint, "WORKBENCH_S3_REGION": self.s3_region}
 

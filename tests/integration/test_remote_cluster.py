@@ -18,6 +18,7 @@ import json
 import os
 import re
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,12 +28,15 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import requests
 from conftest import ROOT, TEST_PORTS
 from ray.job_submission import JobSubmissionClient
 from sklearn.metrics import roc_auc_score
 
 from workbench.config import Settings
+from workbench.errors import NotFound
 from workbench.services import ServiceManager
+from workbench.serving import Resources, delete_deployment, deploy, predict, read_predictions
 from workbench.storage import list_objects
 from workbench.training import TrainingSpec, submit_training_job
 
@@ -63,14 +67,21 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
     manager = ServiceManager(cluster)
     notebook_root = tmp_path_factory.mktemp("notebook-side")
     notebook = Settings(profile="cluster", project_dir=notebook_root, mlflow_uri=cluster.mlflow_uri,
-                        ray_address=cluster.ray_address, storage="s3", s3_endpoint_url=cluster.s3_endpoint,
-                        s3_prefix=cluster.s3_prefix, s3_access_key_id=key, s3_secret_access_key=secret,
-                        experiment="wb-remote")
+                        ray_address=cluster.ray_address, serve_endpoint=cluster.serve_url,
+                        ray_metrics_endpoint=cluster.ray_metrics_url, storage="s3",
+                        s3_endpoint_url=cluster.s3_endpoint, s3_prefix=cluster.s3_prefix, s3_access_key_id=key,
+                        s3_secret_access_key=secret, experiment="wb-remote", prediction_log_segment_age_s=2.0)
     # the cluster's image: a `python` on PATH that has Ray and the workbench's dependencies (this venv's)
     path = os.environ.get("PATH", "")
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{path}"
     try:
         manager.up(("objects", "mlflow", "ray"))
+        # the platform team starts Serve with the cluster's HTTP options (KubeRay does it from the RayService);
+        # a client in the cluster profile sends applications only
+        reply = requests.put(f"{cluster.ray_address}/api/serve/applications/", timeout=120, json={
+            "proxy_location": "HeadOnly", "http_options": {"host": cluster.host, "port": cluster.serve_port},
+            "applications": []})
+        assert reply.status_code == 200, reply.text
         yield Remote(cluster, notebook)
     finally:
         os.environ["PATH"] = path
@@ -159,6 +170,59 @@ def test_a_job_on_the_remote_head_reads_and_writes_only_the_bucket(remote: Remot
     # and the notebook's machine kept nothing of it
     assert not notebook.checkpoints_dir.exists()
     assert not (cluster.state_dir / "checkpoints").exists()
+
+
+def test_a_deployment_on_the_remote_head_ships_its_prediction_log_to_the_bucket(remote: Remote) -> None:
+    notebook = remote.notebook
+    frame = _frame(21, 600)
+    path = notebook.project_dir / "frames" / "serve.parquet"
+    path.parent.mkdir(exist_ok=True)
+    frame.to_parquet(path)
+    spec = TrainingSpec(frame_path=str(path), feature_columns=["x1", "x2", "count"], label_column="label",
+                        task="binary", trainer="xgboost", n_estimators=10, max_depth=2, early_stopping_rounds=0,
+                        cpus_per_worker=0.5)
+    job = submit_training_job(notebook, spec)
+    assert job.wait(timeout_s=900, progress=False) == "SUCCEEDED", job.logs()[-3000:]
+    run = mlflow.tracking.MlflowClient(notebook.mlflow_uri).get_run(job.run_id)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(notebook.mlflow_uri)
+    try:
+        version = mlflow.register_model(run.data.tags["workbench.model_uri"], "wb-remote-model").version
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+    name = "remote-served"
+    info = deploy(notebook, f"models:/wb-remote-model/{version}", name, resources=Resources(num_cpus=0),
+                  progress=False)
+    try:
+        assert info.running
+        config = json.dumps(info.config)  # what Serve shows anyone who reaches the dashboard
+        assert _local_paths(config, notebook.project_dir, remote.cluster.project_dir, ROOT) == [], config
+        assert notebook.s3_keys()[1] not in config
+        assert info.config["runtime_env"]["py_modules"][0].startswith("gcs://")
+        rows = frame[["x1", "x2", "count"]].head(25).to_dict("records")
+        answered = [p["request_id"] for p in predict(notebook, name, rows)["predictions"]]
+        answered += [p["request_id"] for p in predict(notebook, name, rows[:5])["predictions"]]
+        assert len(set(answered)) == 30
+
+        # the replica closes its segment on age with no further request, and ships it; the notebook reads it
+        deadline = time.monotonic() + 180
+        logged = pd.DataFrame()
+        while time.monotonic() < deadline:
+            try:
+                logged = read_predictions(notebook, name)
+            except NotFound:
+                logged = pd.DataFrame()
+            if len(logged) >= 30:
+                break
+            time.sleep(1.0)
+        assert sorted(logged["request_id"]) == sorted(answered)  # each prediction once, none lost
+        assert logged["x1"].tolist()[:25] == pytest.approx(frame["x1"].head(25).tolist())
+        shipped = list_objects(notebook, f"{notebook.predictions_location}/{name}")
+        assert shipped and all(o.uri.endswith(".parquet") for o in shipped), shipped
+        assert not (remote.cluster.predictions_dir / name).exists()  # the cluster side's state dir holds none
+    finally:
+        delete_deployment(notebook, name)
 
 
 def test_the_same_frame_is_copied_once(remote: Remote) -> None:

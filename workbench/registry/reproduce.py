@@ -89,7 +89,7 @@ def recorded_spec(settings: Settings, run_id: str) -> TrainingSpec:
 
     client = mlflow_client(settings)
     run = get_run(client, settings, run_id)
-    if settings.run_state_in_bucket:  # the spec names its frame in the bucket, which loading checks
+    if settings.state_in_bucket:  # the spec names its frame in the bucket, which loading checks
         from workbench.storage import activate
 
         activate(settings)

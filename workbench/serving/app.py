@@ -51,7 +51,7 @@ from workbench.serving.payload import (
     parse_payload,
     parse_v2,
 )
-from workbench.serving.prediction_log import PredictionLogWriter, log_dir, log_record
+from workbench.serving.prediction_log import PredictionLogWriter, log_dir, log_location, log_record, spool_dir
 from workbench.serving.protocols import v2_metadata, v2_response
 from workbench.serving.signature import ModelSignature, column, read_signature, to_json
 
@@ -133,10 +133,13 @@ class ModelServer:
             replica = serve.get_replica_context().replica_id.unique_id
         except Exception:  # outside Serve (unit use): one file per process is still unique
             replica = "local"
+        # on a cluster sharing no disk with the notebook: spooled on this node, each closed segment shipped
+        in_bucket = self.settings.state_in_bucket
         self.log = PredictionLogWriter(
-            log_dir(self.settings, deployment), replica,
+            spool_dir(deployment) if in_bucket else log_dir(self.settings, deployment), replica,
             segment_bytes=int(self.settings.prediction_log_segment_mb * 2**20),
-            segment_age_s=self.settings.prediction_log_segment_age_s)
+            segment_age_s=self.settings.prediction_log_segment_age_s,
+            ship_to=log_location(self.settings, deployment) if in_bucket else "")
 
     async def reconfigure(self, config: dict[str, Any]) -> None:
         """Load the configured model version; the old one keeps answering until the new one is ready."""

@@ -30,6 +30,7 @@ import requests
 
 from workbench.config import Settings
 from workbench.errors import InvalidInput, NotFound, ServiceUnavailable, WorkbenchError
+from workbench.runtime_env import serve_runtime_env
 from workbench.services.processes import processes_listening_on
 from workbench.serving.payload import DEPLOYMENT_CLASS, LEGACY_DEPLOYMENT_CLASSES
 from workbench.serving.prediction_log import check_deployment_name, log_dir
@@ -392,6 +393,17 @@ def _user_config(target: _Target, resources: Resources, history: list[dict[str, 
             "batch_wait_timeout_s": resources.batch_wait_timeout_s}
 
 
+def _replica_settings(settings: Settings) -> dict[str, Any]:
+    """The settings replicas are built from, secrets left out. On a cluster the notebook's folders mean nothing
+    to a replica (another machine): they are left out too, and the replica's own working dir takes their
+    place."""
+    recorded = settings.to_dict(secrets=False)
+    if settings.profile != "local":
+        for name in ("project_dir", "state_dir"):
+            recorded.pop(name, None)
+    return recorded
+
+
 def app_config(settings: Settings, name: str, target: _Target, resources: Resources,
                history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The Serve application config for one deployment (what ``serve deploy`` would take)."""
@@ -415,9 +427,12 @@ def app_config(settings: Settings, name: str, target: _Target, resources: Resour
         # `workbench up` starts the head with Settings.secret_env(), a cluster gives its pods a Secret.
         # `secret_variables` names (never holds) what replicas need from that environment, so a RayService
         # export can ask for a Kubernetes Secret for each (workbench.export.rayservice)
-        "args": {"settings": settings.to_dict(secrets=False), "deployment": name,
+        "args": {"settings": _replica_settings(settings), "deployment": name,
                  "feature_service": target.feature_service, "secret_variables": sorted(settings.secret_env())},
-        "runtime_env": {"env_vars": settings.engine_env()},
+        # on a cluster the replicas run the notebook's workbench, shipped (py_modules), and reach the bucket
+        # by its address; its keys, like every secret, come from the nodes' environment
+        "runtime_env": {**serve_runtime_env(settings),
+                        "env_vars": {**settings.engine_env(), **settings.job_storage_env()}},
         "deployments": [deployment],
     }
 

@@ -23,6 +23,13 @@ lines until then, so the log stays readable, without duplicates, while it is wri
 superseded JSON lines are deleted a grace period later (:func:`compact_log`), after any reader that
 listed them before the Parquet file appeared has finished.
 
+On a cluster whose nodes share no disk with the notebook (``Settings.state_in_bucket``) the log lives in the
+bucket instead: a replica appends to a spool folder on its own node, as above, and *ships* each closed
+segment's Parquet file (and its rejected lines) to ``<bucket>/predictions/<deployment>/``, deleting the local
+copy once the upload is complete. A timer closes segments on age even when no request comes, so a quiet
+deployment's last predictions still reach the bucket within ``segment_age_s``. Segments are immutable once
+shipped, so a reader keeps a local mirror and fetches only the objects it has not seen (:func:`mirror_log`).
+
 :func:`workbench.monitoring.read_log` (and every monitoring function) reads the folder directly.
 """
 
@@ -31,6 +38,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -39,6 +47,7 @@ from typing import Any
 
 import pandas as pd
 
+from workbench import locations
 from workbench.config import Settings
 from workbench.errors import InvalidInput, NotFound, WorkbenchError
 from workbench.monitoring.prediction_log import REJECTED_SUFFIX
@@ -47,8 +56,37 @@ _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def log_dir(settings: Settings, deployment: str) -> Path:
-    """The folder holding ``deployment``'s prediction log."""
+    """The folder holding ``deployment``'s prediction log (with the log in the bucket: the reader's mirror)."""
     return settings.predictions_dir / _SAFE.sub("_", deployment)
+
+
+def log_location(settings: Settings, deployment: str) -> str:
+    """Where ``deployment``'s prediction log is kept: its folder, or its prefix in the bucket."""
+    return locations.join(settings.predictions_location, _SAFE.sub("_", deployment))
+
+
+def spool_dir(deployment: str) -> Path:
+    """A replica's local folder for the segments it has not shipped yet (its node's temp dir)."""
+    return Path(tempfile.gettempdir()) / "workbench-predictions" / _SAFE.sub("_", deployment)
+
+
+def mirror_log(settings: Settings, deployment: str) -> Path:
+    """Bring the local mirror of a bucket-kept log up to date (new objects only; shipped segments never
+    change) and return its folder, which every monitoring reader takes."""
+    from workbench.storage import activate
+
+    activate(settings)
+    source = log_location(settings, deployment)
+    folder = log_dir(settings, deployment)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, is_folder in locations.list_tree(source):
+        target = folder / name
+        if is_folder or name.startswith(".") or "/" in name or target.exists():
+            continue
+        partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        partial.write_bytes(locations.read_bytes(locations.join(source, name)))
+        os.replace(partial, target)  # a reader of the mirror sees a whole file or none
+    return folder
 
 
 def _has_log(folder: Path) -> bool:
@@ -64,6 +102,8 @@ def find_log_dir(settings: Settings, deployment: str) -> tuple[Path, list[Path]]
     next, when Serve answers. The reader's own folder wins when it holds a log.
     """
     own = log_dir(settings, deployment)
+    if settings.state_in_bucket:
+        return mirror_log(settings, deployment), [own]
     if _has_log(own):
         return own, [own]
     from workbench.serving.deployments import get_deployment
@@ -109,19 +149,31 @@ class PredictionLogWriter:
     """Appends prediction records (dicts of JSON-able values) for one replica process, in segments."""
 
     def __init__(self, folder: Path, writer_id: str, *, segment_bytes: int = SEGMENT_BYTES,
-                 segment_age_s: float = SEGMENT_AGE_S, compact: bool = True) -> None:
+                 segment_age_s: float = SEGMENT_AGE_S, compact: bool = True, ship_to: str = "") -> None:
         self._fd = -1  # first, so that __del__ of a writer whose arguments were refused has nothing to close
         if segment_bytes <= 0 or segment_age_s <= 0:
             raise InvalidInput("segment_bytes and segment_age_s must be positive")
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self._stem = f"{_SAFE.sub('_', writer_id)}-{os.getpid()}"
-        self.segment_bytes, self.segment_age_s, self.compact = segment_bytes, segment_age_s, compact
+        self.segment_bytes, self.segment_age_s, self.compact = segment_bytes, segment_age_s, compact or bool(ship_to)
+        self.ship_to = ship_to
         self.segment = 0
         self.written = 0
         self._fd = -1
         self._compactions: list[threading.Thread] = []
+        self._lock = threading.Lock()  # append and the shipping timer's rotate
+        self._closed = threading.Event()
         self._open()
+        if ship_to:
+            self._start(_ship_folder, folder, ship_to)  # what an earlier replica on this node left unshipped
+            threading.Thread(target=self._rotate_when_due, name="prediction-log-timer", daemon=True).start()
+
+    def _rotate_when_due(self) -> None:
+        while not self._closed.wait(min(1.0, self.segment_age_s / 4)):
+            with self._lock:
+                if self._fd >= 0 and self._due():
+                    self.rotate()
 
     def _open(self) -> None:
         self.path = self.folder / f"{self._stem}-{self.segment:06d}.jsonl"
@@ -138,15 +190,16 @@ class PredictionLogWriter:
         lines = [json.dumps(record, separators=(",", ":"), allow_nan=False) for record in records]
         if not lines:
             return 0
-        if self._due():
-            self.rotate()
         data = ("\n".join(lines) + "\n").encode()
-        view = memoryview(data)
-        while view:  # a regular file takes it all at once; the loop only guards a short write
-            done = os.write(self._fd, view)
-            view = view[done:]
-        self._size += len(data)
-        self.written += len(lines)
+        with self._lock:
+            if self._due():
+                self.rotate()
+            view = memoryview(data)
+            while view:  # a regular file takes it all at once; the loop only guards a short write
+                done = os.write(self._fd, view)
+                view = view[done:]
+            self._size += len(data)
+            self.written += len(lines)
         return len(lines)
 
     def rotate(self) -> Path:
@@ -156,12 +209,16 @@ class PredictionLogWriter:
         os.close(self._fd)
         self.segment += 1
         self._open()
-        if self.compact:
-            worker = threading.Thread(target=_compact_quietly, args=(closed,), name="prediction-log-compact",
-                                      daemon=True)
-            worker.start()
-            self._compactions = [t for t in self._compactions if t.is_alive()] + [worker]
+        if self.ship_to:
+            self._start(_ship_segment, closed, self.ship_to)
+        elif self.compact:
+            self._start(_compact_quietly, closed)
         return closed
+
+    def _start(self, target: Any, *args: Any) -> None:
+        worker = threading.Thread(target=target, args=args, name="prediction-log-compact", daemon=True)
+        worker.start()
+        self._compactions = [t for t in self._compactions if t.is_alive()] + [worker]
 
     def wait_for_compaction(self, timeout_s: float = 60.0) -> None:
         """Wait for the background compactions started so far (tests, and a clean shutdown)."""
@@ -169,6 +226,7 @@ class PredictionLogWriter:
             worker.join(timeout_s)
 
     def close(self) -> None:
+        self._closed.set()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -183,6 +241,28 @@ def _compact_quietly(path: Path) -> None:
         compact_log(path.parent, closed_only=True)
     except Exception:  # noqa: BLE001 - a failed compaction leaves the JSON lines, which stay readable
         return
+
+
+def _ship_segment(path: Path, target: str) -> None:
+    """Compact a closed segment and move its files to the bucket; on failure the spool keeps them (the next
+    replica started on this node ships them)."""
+    try:
+        compact_segment(path)
+        _ship_folder(path.parent, target, only=path.stem)
+    except Exception:  # noqa: BLE001 - nothing is lost: the JSON lines or Parquet file stay in the spool
+        return
+
+
+def _ship_folder(folder: Path, target: str, only: str = "") -> None:
+    """Upload the spool's Parquet and rejected files (those of segment ``only``, or all) and delete each one,
+    and its JSON lines, once its upload completed."""
+    for path in sorted([*folder.glob(f"{only or '*'}.parquet"), *folder.glob(f"{only or '*'}{REJECTED_SUFFIX}")]):
+        try:
+            locations.upload_file(path, locations.join(target, path.name))
+        except OSError:
+            continue
+        path.unlink(missing_ok=True)
+        path.with_suffix(".jsonl").unlink(missing_ok=True)
 
 
 def compact_segment(path: Path) -> Path | None:

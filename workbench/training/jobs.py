@@ -29,8 +29,9 @@ from workbench import locations
 from workbench.config import Settings
 from workbench.data.task import TAG_TASK
 from workbench.errors import InvalidInput, JobFailed, NotFound, ServiceUnavailable, WorkbenchError
+from workbench.runtime_env import code_runtime_env
 from workbench.training.cluster import check_mlflow, check_ray, cluster_gpus
-from workbench.training.shipping import code_runtime_env, frame_for_cluster
+from workbench.training.shipping import frame_for_cluster
 from workbench.training.spec import TrainingSpec
 from workbench.training.tracking import (
     TAG_DATASET_VERSION,
@@ -192,7 +193,7 @@ def submit_training_job(settings: Settings, spec: TrainingSpec, *, job_id: str |
     jobs = _jobs_client(settings)
     client = _mlflow(settings)
     spec, fell_back = _resolve_gpu(settings, spec)
-    if settings.run_state_in_bucket:
+    if settings.state_in_bucket:
         from workbench.storage import activate
 
         activate(settings)  # this process writes the spec and the frame into the bucket
@@ -259,7 +260,7 @@ def resume_training_job(settings: Settings, run_id: str, *, job_id: str | None =
         if status not in (*TERMINAL, "GONE"):
             raise InvalidInput(f"job {previous} of run {run_id} is still {status}: stop it first "
                                "(stop_job) or wait for it")
-    if settings.run_state_in_bucket:
+    if settings.state_in_bucket:
         from workbench.storage import activate
 
         activate(settings)

@@ -2,27 +2,23 @@
 
 On a local head the job reads the notebook's files and imports the notebook's ``workbench``. On a cluster
 (``profile = "cluster"``) neither holds: the job's Python is the cluster image's, and with
-``storage = "s3"`` (``Settings.run_state_in_bucket``) the only place both sides see is the bucket. So:
+``storage = "s3"`` (``Settings.state_in_bucket``) the only place both sides see is the bucket. So:
 
 - a local training frame is copied into ``<bucket>/frames/<content hash>/`` once (the same frame submitted
   again is not copied again) and the job gets that ``s3://`` URI;
-- this process's ``workbench`` package travels in the job's ``runtime_env`` (``py_modules``): the job runs
-  the same code as the notebook, whatever version the image holds.
+- this process's ``workbench`` package travels in the job's ``runtime_env`` (``py_modules``,
+  :mod:`workbench.runtime_env`): the job runs the same code as the notebook, whatever version the image holds.
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
 
-import workbench
 from workbench import locations
 from workbench.config import Settings
 from workbench.errors import InvalidInput
 
-#: Left out of the shipped package: caches, and the JupyterLab front end (the job imports no UI).
-PACKAGE_EXCLUDES = ["__pycache__", "*.pyc", "labextension", "templates"]
 _CHUNK = 1 << 20
 
 
@@ -54,7 +50,7 @@ def frame_for_cluster(settings: Settings, frame_path: str) -> str:
     if not frame_path or locations.is_remote(frame_path):
         return frame_path
     local = Path(frame_path).resolve()
-    if not settings.run_state_in_bucket:
+    if not settings.state_in_bucket:
         return str(local)
     if not local.exists():
         raise InvalidInput(f"frame_path {local} does not exist: build the training frame first")
@@ -66,9 +62,3 @@ def frame_for_cluster(settings: Settings, frame_path: str) -> str:
     return locations.join(target, local.name) if local.is_file() else target
 
 
-def code_runtime_env(settings: Settings) -> dict[str, Any]:
-    """``runtime_env`` keys that ship this process's ``workbench`` to a cluster (none on a local head, whose
-    workers import the very same files)."""
-    if settings.profile == "local":
-        return {}
-    return {"py_modules": [str(Path(workbench.__file__).parent)], "excludes": list(PACKAGE_EXCLUDES)}

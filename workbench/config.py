@@ -114,6 +114,9 @@ class Settings:
     # is compacted to Parquet (workbench.serving.prediction_log).
     prediction_log_segment_mb: float = 64.0
     prediction_log_segment_age_s: float = 3600.0
+    # With the log in the bucket (state_in_bucket), a replica ships its open segment at least this often, so
+    # a reader sees a prediction this long after it was served, at most (plus the upload).
+    prediction_log_ship_s: float = 5.0
     request_timeout_s: float = 10.0
     prices: Prices = field(default_factory=Prices)
     # The LLM path: vLLM's OpenAI-compatible server, started per deployment from its own environment.
@@ -154,7 +157,7 @@ class Settings:
             object.__setattr__(self, "state_dir", Path(self.state_dir).resolve())
         if self.serve_ingress not in _SERVE_INGRESSES:
             raise ConfigError(f"serve_ingress must be one of {_SERVE_INGRESSES}, got {self.serve_ingress!r}")
-        for name in ("prediction_log_segment_mb", "prediction_log_segment_age_s"):
+        for name in ("prediction_log_segment_mb", "prediction_log_segment_age_s", "prediction_log_ship_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.storage not in _STORAGES:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,10 +33,11 @@ from conftest import ROOT, TEST_PORTS
 from ray.job_submission import JobSubmissionClient
 from sklearn.metrics import roc_auc_score
 
-from workbench.config import Settings
-from workbench.errors import NotFound
+from workbench.config import Settings, load_settings
+from workbench.pipeline import run_pipeline
+from workbench.registry.versions import register_run
 from workbench.services import ServiceManager
-from workbench.serving import Resources, delete_deployment, deploy, predict, read_predictions
+from workbench.serving import Resources, delete_deployment, deploy, predict, read_predictions, wait_for_predictions
 from workbench.storage import list_objects
 from workbench.training import TrainingSpec, submit_training_job
 
@@ -183,13 +184,7 @@ def test_a_deployment_on_the_remote_head_ships_its_prediction_log_to_the_bucket(
                         cpus_per_worker=0.5)
     job = submit_training_job(notebook, spec)
     assert job.wait(timeout_s=900, progress=False) == "SUCCEEDED", job.logs()[-3000:]
-    run = mlflow.tracking.MlflowClient(notebook.mlflow_uri).get_run(job.run_id)
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(notebook.mlflow_uri)
-    try:
-        version = mlflow.register_model(run.data.tags["workbench.model_uri"], "wb-remote-model").version
-    finally:
-        mlflow.set_tracking_uri(previous)
+    version = register_run(notebook, "wb-remote-model", job.run_id).version
 
     name = "remote-served"
     info = deploy(notebook, f"models:/wb-remote-model/{version}", name, resources=Resources(num_cpus=0),
@@ -206,16 +201,7 @@ def test_a_deployment_on_the_remote_head_ships_its_prediction_log_to_the_bucket(
         assert len(set(answered)) == 30
 
         # the replica closes its segment on age with no further request, and ships it; the notebook reads it
-        deadline = time.monotonic() + 180
-        logged = pd.DataFrame()
-        while time.monotonic() < deadline:
-            try:
-                logged = read_predictions(notebook, name)
-            except NotFound:
-                logged = pd.DataFrame()
-            if len(logged) >= 30:
-                break
-            time.sleep(1.0)
+        logged = wait_for_predictions(notebook, name, answered, timeout_s=180)
         assert sorted(logged["request_id"]) == sorted(answered)  # each prediction once, none lost
         assert logged["x1"].tolist()[:25] == pytest.approx(frame["x1"].head(25).tolist())
         shipped = list_objects(notebook, f"{notebook.predictions_location}/{name}")
@@ -223,6 +209,60 @@ def test_a_deployment_on_the_remote_head_ships_its_prediction_log_to_the_bucket(
         assert not (remote.cluster.predictions_dir / name).exists()  # the cluster side's state dir holds none
     finally:
         delete_deployment(notebook, name)
+
+
+def test_the_six_stage_notebooks_run_on_the_remote_services_by_a_profile_and_parameters(
+        remote: Remote, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new project whose workbench.toml selects the cluster profile (addresses only; the keys come from the
+    environment, never a file) runs the regression example through all six stages, nothing started here."""
+    cluster, notebook = remote.cluster, remote.notebook
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "notebooks", project / "notebooks", ignore=shutil.ignore_patterns("llm", ".ipynb_*"))
+    (project / "workbench.toml").write_text(
+        'profile = "cluster"\n\n[profiles.cluster]\n'
+        f'mlflow_uri = "{cluster.mlflow_uri}"\nray_address = "{cluster.ray_address}"\n'
+        f'serve_endpoint = "{cluster.serve_url}"\nray_metrics_endpoint = "{cluster.ray_metrics_url}"\n'
+        f'storage = "s3"\ns3_endpoint_url = "{cluster.s3_endpoint}"\ns3_prefix = "{cluster.s3_prefix}"\n'
+        'experiment = "wb-remote-pipeline"\nprediction_log_ship_s = 2.0\n')
+    key, secret = notebook.s3_keys()
+    for name in [n for n in os.environ if n.startswith("WORKBENCH_")]:
+        monkeypatch.delenv(name)  # the session's own settings must not leak into the kernels
+    monkeypatch.setenv("WORKBENCH_PROJECT_DIR", str(project))
+    monkeypatch.setenv("WORKBENCH_S3_ACCESS_KEY_ID", key)
+    monkeypatch.setenv("WORKBENCH_S3_SECRET_ACCESS_KEY", secret)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", cluster.mlflow_uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", cluster.mlflow_uri)
+    settings = load_settings(project)
+    assert settings.profile == "cluster" and settings.state_in_bucket and settings.ray_address == cluster.ray_address
+
+    name = "remote-deliveries"
+    report = run_pipeline(settings, parameters={
+        "data": {"example": "deliveries", "n_rows": 2000, "seed": 5},
+        "train": {"trainer": "xgboost", "n_estimators": 40},
+        "registry": {"model_name": f"remote-deliveries-{uuid.uuid4().hex[:6]}"},
+        "deploy": {"deployment_name": name, "smoke_requests": 20, "num_cpus": 0},
+        "monitor": {"normal_requests": 60, "drifted_requests": 60}}, progress=lambda _: None)
+    try:
+        assert report.ok, report.summary()
+        data, features, train, registry, deploy_stage, monitor = report.stages
+        # data and training frame by s3:// URI, the job's state in the bucket, the model served from it
+        assert data.outputs["dataset_path"].startswith(f"{settings.object_store_uri}/datasets/"), data.outputs
+        run = mlflow.tracking.MlflowClient(settings.mlflow_uri).get_run(train.outputs["run_id"])
+        assert run.data.params["frame_path"].startswith(f"{settings.object_store_uri}/frames/")
+        assert run.data.tags["workbench.spec_path"].startswith(f"{settings.object_store_uri}/checkpoints/")
+        info = JobSubmissionClient(settings.ray_address).get_job_info(run.data.tags["workbench.job_id"])
+        shown = json.dumps({"entrypoint": info.entrypoint, "runtime_env": info.runtime_env})
+        assert _local_paths(shown, project, ROOT, cluster.project_dir) == [] and secret not in shown, shown
+        assert deploy_stage.outputs["deployment"] == name == monitor.parameters["deployment"]
+        log = read_predictions(settings, name)
+        assert len(log) == 20 + 120 + 1  # smoke requests, the monitored traffic, 05's first request
+        assert list_objects(settings, f"{settings.predictions_location}/{name}")
+        # nothing was started or kept here: no service records, no Ray or MLflow folders, no checkpoints
+        assert not list(settings.services_dir.glob("*.json")) if settings.services_dir.exists() else True
+        for folder in (settings.ray_dir, settings.mlflow_dir, settings.checkpoints_dir, settings.datasets_dir):
+            assert not folder.exists() or not any(folder.rglob("*.parquet")), folder
+    finally:
+        delete_deployment(settings, name)
 
 
 def test_the_same_frame_is_copied_once(remote: Remote) -> None:

@@ -36,7 +36,7 @@ from workbench.serving.deployments import (
 from workbench.serving.kserve import validate_inference_service, write_manifest
 from workbench.serving.llm_client import ChatResult, chat, complete, llm_client, served_models
 from workbench.serving.payload import PayloadError, RequestSchema, Row, parse_invocations, parse_payload, parse_v2
-from workbench.serving.prediction_log import PredictionLogWriter, log_dir, read_predictions
+from workbench.serving.prediction_log import PredictionLogWriter, log_dir, read_predictions, wait_for_predictions
 from workbench.serving.vllm import (
     LLMDeployment,
     VLLMOptions,
@@ -88,6 +88,7 @@ __all__ = [
     "parse_v2",
     "predict",
     "read_predictions",
+    "wait_for_predictions",
     "request_fields",
     "rollback",
     "serve_details",

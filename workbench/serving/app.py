@@ -138,7 +138,8 @@ class ModelServer:
         self.log = PredictionLogWriter(
             spool_dir(deployment) if in_bucket else log_dir(self.settings, deployment), replica,
             segment_bytes=int(self.settings.prediction_log_segment_mb * 2**20),
-            segment_age_s=self.settings.prediction_log_segment_age_s,
+            segment_age_s=min(self.settings.prediction_log_segment_age_s, self.settings.prediction_log_ship_s)
+            if in_bucket else self.settings.prediction_log_segment_age_s,
             ship_to=log_location(self.settings, deployment) if in_bucket else "")
 
     async def reconfigure(self, config: dict[str, Any]) -> None:

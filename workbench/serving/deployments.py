@@ -405,8 +405,10 @@ def _replica_settings(settings: Settings) -> dict[str, Any]:
 
 
 def app_config(settings: Settings, name: str, target: _Target, resources: Resources,
-               history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The Serve application config for one deployment (what ``serve deploy`` would take)."""
+               history: list[dict[str, Any]] | None = None, code: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Serve application config for one deployment (what ``serve deploy`` would take). ``code``: the
+    ``runtime_env`` keys shipping the workbench (:func:`workbench.runtime_env.serve_runtime_env`, which deploy
+    passes on a cluster; a RayService export leaves them to the image)."""
     deployment: dict[str, Any] = {
         "name": DEPLOYMENT_CLASS,
         "max_ongoing_requests": resources.max_ongoing_requests,
@@ -431,7 +433,7 @@ def app_config(settings: Settings, name: str, target: _Target, resources: Resour
                  "feature_service": target.feature_service, "secret_variables": sorted(settings.secret_env())},
         # on a cluster the replicas run the notebook's workbench, shipped (py_modules), and reach the bucket
         # by its address; its keys, like every secret, come from the nodes' environment
-        "runtime_env": {**serve_runtime_env(settings),
+        "runtime_env": {**(code or {}),
                         "env_vars": {**settings.engine_env(), **settings.job_storage_env()}},
         "deployments": [deployment],
     }
@@ -511,7 +513,7 @@ def deploy(settings: Settings, model_uri: str, name: str = "fraud", *, target: s
     pinned = _resolve(settings, model_uri, feature_service)
     _check_gpus(settings, resources)
     log_dir(settings, name).mkdir(parents=True, exist_ok=True)
-    config = app_config(settings, name, pinned, resources)
+    config = app_config(settings, name, pinned, resources, code=serve_runtime_env(settings))
 
     def add(details: dict[str, Any], apps: dict[str, dict[str, Any]]) -> None:
         if name in apps:
@@ -604,7 +606,7 @@ def update_deployment(settings: Settings, name: str, model_uri: str | None = Non
                 batch_wait_timeout_s=float(user.get("batch_wait_timeout_s", 0.005)),
                 max_ongoing_requests=int(deployment.get("max_ongoing_requests") or 64))
         _check_gpus(settings, chosen)
-        updated = app_config(settings, name, target, chosen, history)
+        updated = app_config(settings, name, target, chosen, history, code=serve_runtime_env(settings))
         updated["args"] = app["args"]  # same code and settings: Serve updates the replicas in place
         apps[name] = updated
         return target

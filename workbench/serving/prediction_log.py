@@ -49,7 +49,7 @@ import pandas as pd
 
 from workbench import locations
 from workbench.config import Settings
-from workbench.errors import InvalidInput, NotFound, WorkbenchError
+from workbench.errors import InvalidInput, NotFound, ServiceUnavailable, WorkbenchError
 from workbench.monitoring.prediction_log import REJECTED_SUFFIX
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -151,6 +151,7 @@ class PredictionLogWriter:
     def __init__(self, folder: Path, writer_id: str, *, segment_bytes: int = SEGMENT_BYTES,
                  segment_age_s: float = SEGMENT_AGE_S, compact: bool = True, ship_to: str = "") -> None:
         self._fd = -1  # first, so that __del__ of a writer whose arguments were refused has nothing to close
+        self._closed = threading.Event()
         if segment_bytes <= 0 or segment_age_s <= 0:
             raise InvalidInput("segment_bytes and segment_age_s must be positive")
         folder.mkdir(parents=True, exist_ok=True)
@@ -163,7 +164,6 @@ class PredictionLogWriter:
         self._fd = -1
         self._compactions: list[threading.Thread] = []
         self._lock = threading.Lock()  # append and the shipping timer's rotate
-        self._closed = threading.Event()
         self._open()
         if ship_to:
             self._start(_ship_folder, folder, ship_to)  # what an earlier replica on this node left unshipped
@@ -380,6 +380,30 @@ def read_predictions(settings: Settings, deployment: str, columns: list[str] | N
     if "timestamp" in frame.columns:
         frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
     return frame
+
+
+def wait_for_predictions(settings: Settings, deployment: str, request_ids: Iterable[str], *,
+                         timeout_s: float = 120.0, columns: list[str] | None = None) -> pd.DataFrame:
+    """The log of ``deployment`` once it holds every one of ``request_ids`` (the requests you just sent).
+
+    On a local head a prediction is in the log before its answer leaves the replica, so this returns at once;
+    with the log in the bucket it arrives with the replica's next shipment (``prediction_log_ship_s``).
+    Raises ServiceUnavailable naming how many are still missing after ``timeout_s``.
+    """
+    wanted = set(map(str, request_ids))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            frame = read_predictions(settings, deployment, columns)
+            missing = wanted - set(frame["request_id"].astype(str)) if "request_id" in frame.columns else wanted
+        except NotFound:
+            frame, missing = pd.DataFrame(), wanted
+        if not missing:
+            return frame
+        if time.monotonic() >= deadline:
+            raise ServiceUnavailable(f"{len(missing)} of {len(wanted)} predictions of {deployment!r} are not in its "
+                                     f"log after {timeout_s:g} s (e.g. {sorted(missing)[:3]})")
+        time.sleep(min(1.0, settings.prediction_log_ship_s / 4))
 
 
 def check_deployment_name(name: str) -> str:

@@ -23,11 +23,16 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 
 from workbench.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 S3 = "s3://"
 ENDPOINT_ENV = "WORKBENCH_S3_ENDPOINT_URL"
@@ -161,3 +166,19 @@ def ray_storage(location: str | Path) -> tuple[str, pafs.FileSystem | None]:
         return str(location), None
     fs, path = resolve(location)
     return path, fs
+
+
+def read_parquet(location: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A Parquet file or folder, local or in the bucket, as a DataFrame (``columns`` only, when given)."""
+    import pandas as pd
+
+    fs, path = resolve(location)
+    return pd.read_parquet(path, columns=columns, filesystem=fs)
+
+
+def read_arrow(location: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """A Parquet file or folder, local or in the bucket, as an Arrow table (what DuckDB scans in place)."""
+    import pyarrow.dataset as pads
+
+    fs, path = resolve(location)
+    return pads.dataset(path, filesystem=fs, format="parquet").to_table(columns=columns)

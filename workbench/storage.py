@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
@@ -21,6 +22,9 @@ import pyarrow.fs as pafs
 from workbench.config import Settings
 from workbench.errors import ConfigError, ServiceUnavailable
 from workbench.secrets import redact
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _AUTH_ERRORS = ("SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "ACCESS_DENIED", "Forbidden")
 
@@ -110,6 +114,17 @@ def activate(settings: Settings) -> None:
     filesystem = s3_filesystem(settings)
     _source.use_object_store(filesystem)
     locations.use_s3(filesystem)
+
+
+def read_frame(settings: Settings, location: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """A Parquet file or folder as a DataFrame, wherever a stage recorded it: a local path, or an ``s3://`` URI
+    of this project's bucket (opened first). Stage notebooks read each other's outputs through this, so the
+    same notebook runs in the local and the cluster profile."""
+    from workbench import locations
+
+    if locations.is_remote(location):
+        activate(settings)
+    return locations.read_parquet(location, columns)
 
 
 COMPLETE = "_workbench_complete"

@@ -167,6 +167,43 @@ def test_a_folder_in_the_bucket_registers_by_its_s3_uri(stored: Settings) -> Non
         DatasetCatalog(stored).register("wb-s3-none", f"{stored.object_store_uri}/incoming/nothing-here")
 
 
+def test_the_stages_read_a_dataset_and_a_frame_by_their_s3_uri(stored: Settings) -> None:
+    """What 02 (features), 05 (smoke rows) and 06 (the reference sample) read in the cluster profile: the
+    snapshot's URI, through the bucket, equal to the rows written; a missing object is NotFound."""
+    from workbench.data import Task
+    from workbench.features.plain import dataset_frame
+    from workbench.features.tables import connect
+    from workbench.monitoring.deployment import read_reference_frame
+    from workbench.storage import read_frame
+
+    rng = np.random.default_rng(10)
+    parts = [pd.DataFrame({"x": rng.normal(size=250), "y": rng.integers(0, 5, 250)}) for _ in range(2)]
+    folder = stored.project_dir / "stage-parts"
+    folder.mkdir()
+    for i, part in enumerate(parts):
+        part.to_parquet(folder / f"part-{i}.parquet")
+    uri = f"{stored.object_store_uri}/incoming/stage-parts"
+    copy_into_bucket(stored, [(str(folder / f"part-{i}.parquet"), f"part-{i}.parquet") for i in range(2)], uri)
+    both = pd.concat(parts, ignore_index=True)
+
+    read = read_frame(stored, uri)  # the completion marker is not a part
+    pd.testing.assert_frame_equal(read.sort_values(["x"]).reset_index(drop=True),
+                                  both.sort_values(["x"]).reset_index(drop=True))
+    assert read_frame(stored, uri, columns=["y"]).columns.tolist() == ["y"]
+    plain = dataset_frame(uri, Task(label="y", kind="regression"))
+    assert sorted(plain["x"]) == sorted(both["x"]) and plain.columns.tolist()[-1] == "y"
+    con, types, _ = connect(uri, None)
+    assert con.execute("SELECT count(*), sum(y) FROM src").fetchone() == (500, int(both["y"].sum()))
+    assert set(types) >= {"x", "y"}
+    sample = read_reference_frame(uri, ["x", "missing"], rows=100)
+    assert sample.columns.tolist() == ["x"] and len(sample) == 100 and set(sample["x"]) <= set(both["x"])
+    pd.testing.assert_frame_equal(sample, read_reference_frame(uri, ["x"], rows=100))  # reproducible
+    with pytest.raises(NotFound):
+        read_reference_frame(f"{uri}-gone", ["x"])
+    with pytest.raises(NotFound):
+        dataset_frame(f"{uri}-gone", Task(label="y", kind="regression"))
+
+
 def test_wrong_keys_are_refused_naming_the_settings_not_the_secret(stored: Settings) -> None:
     wrong = stored.replace(s3_access_key_id=stored.s3_keys()[0], s3_secret_access_key="not-the-secret-1234")
     with pytest.raises(ConfigError, match="WORKBENCH_S3_SECRET_ACCESS_KEY") as info:

@@ -18,22 +18,20 @@ import json
 import os
 import re
 import shutil
-import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-import requests
 from conftest import ROOT, TEST_PORTS
 from ray.job_submission import JobSubmissionClient
+from remote_stack import Remote, cluster_toml, remote_stack
 from sklearn.metrics import roc_auc_score
 
-from workbench.config import Settings, load_settings
+from workbench.config import load_settings
 from workbench.pipeline import run_pipeline
 from workbench.registry.versions import register_run
 from workbench.services import ServiceManager
@@ -50,43 +48,11 @@ CLUSTER_PORTS = {"s3_port": 25620 + _SHIFT, "mlflow_port": 25630 + _SHIFT, "ray_
                  "haproxy_metrics_port": 29130 + _SHIFT}
 
 
-@dataclass(frozen=True)
-class Remote:
-    cluster: Settings  # the services' side: what a platform team runs
-    notebook: Settings  # the user's side: profile = "cluster", addresses and keys only
-
-
 @pytest.fixture(scope="module")
 def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
-    cluster_root = tmp_path_factory.mktemp("cluster-side")
-    bootstrap = Settings(project_dir=cluster_root, storage="s3", s3_prefix=f"team-{uuid.uuid4().hex[:6]}",
-                         experiment="wb-remote", ray_num_cpus=2, **CLUSTER_PORTS)
-    key, secret = bootstrap.s3_keys()
-    # the head gets the keys as WORKBENCH_S3_* in its environment (Settings.secret_env), as a pod would from a
-    # Secret; SeaweedFS takes the same keys as its identity
-    cluster = bootstrap.replace(s3_access_key_id=key, s3_secret_access_key=secret)
-    manager = ServiceManager(cluster)
-    notebook_root = tmp_path_factory.mktemp("notebook-side")
-    notebook = Settings(profile="cluster", project_dir=notebook_root, mlflow_uri=cluster.mlflow_uri,
-                        ray_address=cluster.ray_address, serve_endpoint=cluster.serve_url,
-                        ray_metrics_endpoint=cluster.ray_metrics_url, storage="s3",
-                        s3_endpoint_url=cluster.s3_endpoint, s3_prefix=cluster.s3_prefix, s3_access_key_id=key,
-                        s3_secret_access_key=secret, experiment="wb-remote", prediction_log_segment_age_s=2.0)
-    # the cluster's image: a `python` on PATH that has Ray and the workbench's dependencies (this venv's)
-    path = os.environ.get("PATH", "")
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{path}"
-    try:
-        manager.up(("objects", "mlflow", "ray"))
-        # the platform team starts Serve with the cluster's HTTP options (KubeRay does it from the RayService);
-        # a client in the cluster profile sends applications only
-        reply = requests.put(f"{cluster.ray_address}/api/serve/applications/", timeout=120, json={
-            "proxy_location": "HeadOnly", "http_options": {"host": cluster.host, "port": cluster.serve_port},
-            "applications": []})
-        assert reply.status_code == 200, reply.text
-        yield Remote(cluster, notebook)
-    finally:
-        os.environ["PATH"] = path
-        manager.down(("ray", "mlflow", "objects"))
+    with remote_stack(tmp_path_factory.mktemp("cluster-side"), tmp_path_factory.mktemp("notebook-side"),
+                      CLUSTER_PORTS) as stack:
+        yield stack
 
 
 def _frame(seed: int, n: int = 800) -> pd.DataFrame:
@@ -218,12 +184,7 @@ def test_the_six_stage_notebooks_run_on_the_remote_services_by_a_profile_and_par
     cluster, notebook = remote.cluster, remote.notebook
     project = tmp_path / "project"
     shutil.copytree(ROOT / "notebooks", project / "notebooks", ignore=shutil.ignore_patterns("llm", ".ipynb_*"))
-    (project / "workbench.toml").write_text(
-        'profile = "cluster"\n\n[profiles.cluster]\n'
-        f'mlflow_uri = "{cluster.mlflow_uri}"\nray_address = "{cluster.ray_address}"\n'
-        f'serve_endpoint = "{cluster.serve_url}"\nray_metrics_endpoint = "{cluster.ray_metrics_url}"\n'
-        f'storage = "s3"\ns3_endpoint_url = "{cluster.s3_endpoint}"\ns3_prefix = "{cluster.s3_prefix}"\n'
-        'experiment = "wb-remote-pipeline"\nprediction_log_ship_s = 2.0\n')
+    (project / "workbench.toml").write_text(cluster_toml(cluster, "wb-remote-pipeline"))
     key, secret = notebook.s3_keys()
     for name in [n for n in os.environ if n.startswith("WORKBENCH_")]:
         monkeypatch.delenv(name)  # the session's own settings must not leak into the kernels
@@ -255,7 +216,7 @@ def test_the_six_stage_notebooks_run_on_the_remote_services_by_a_profile_and_par
         assert _local_paths(shown, project, ROOT, cluster.project_dir) == [] and secret not in shown, shown
         assert deploy_stage.outputs["deployment"] == name == monitor.parameters["deployment"]
         log = read_predictions(settings, name)
-        assert len(log) == 20 + 120 + 1  # smoke requests, the monitored traffic, 05's first request
+        assert len(log) == 20 + 120 + 3  # smoke requests, the monitored traffic, 05's first request (3 rows)
         assert list_objects(settings, f"{settings.predictions_location}/{name}")
         # nothing was started or kept here: no service records, no Ray or MLflow folders, no checkpoints
         assert not list(settings.services_dir.glob("*.json")) if settings.services_dir.exists() else True

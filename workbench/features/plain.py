@@ -7,10 +7,9 @@ timestamp kept (for a time split) when the task has one, and the label last.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
+from workbench import locations
 from workbench.data.task import Task
 from workbench.errors import InvalidInput, NotFound
 from workbench.features.tables import Dataset
@@ -27,11 +26,11 @@ def dataset_frame(dataset: Dataset, task: Task) -> pd.DataFrame:
     if isinstance(dataset, pd.DataFrame):
         frame = dataset.reset_index(drop=True)
     else:
-        path = Path(dataset)
-        if not path.exists():
+        path = str(dataset)
+        if not locations.exists(path):
             raise NotFound(f"dataset not found at {path}: pass a Parquet file or folder, or a DataFrame")
         try:
-            frame = pd.read_parquet(path)
+            frame = locations.read_parquet(path)
         except Exception as exc:
             raise InvalidInput(f"cannot read the dataset at {path} as Parquet: {exc}") from exc
     columns = list(frame.columns)

@@ -40,6 +40,7 @@ import pandas as pd
 import yaml
 from tqdm.auto import tqdm
 
+from workbench import locations
 from workbench.config import Settings
 from workbench.errors import InvalidInput, NotFound, WorkbenchError
 from workbench.features.declaration import (
@@ -485,11 +486,11 @@ def write_states(settings: Settings, store: FeatureStore, view: str, states: pd.
 def _read(dataset: Dataset) -> pd.DataFrame:
     if isinstance(dataset, pd.DataFrame):
         return dataset.reset_index(drop=True)
-    path = Path(dataset)
-    if not path.exists():
+    path = str(dataset)
+    if not locations.exists(path):
         raise NotFound(f"dataset not found at {path}: pass a Parquet file or folder, or a DataFrame")
     try:
-        return pd.read_parquet(path)
+        return locations.read_parquet(path)
     except Exception as exc:
         raise InvalidInput(f"cannot read the dataset at {path} as Parquet: {exc}") from exc
 

@@ -31,6 +31,7 @@ from typing import TypeAlias
 import duckdb
 import pandas as pd
 
+from workbench import locations
 from workbench.errors import InvalidInput, NotFound
 from workbench.features.declaration import (
     EVER,
@@ -132,6 +133,14 @@ def connect(dataset: Dataset, timestamp: str | None) -> tuple[duckdb.DuckDBPyCon
     if isinstance(dataset, pd.DataFrame):
         con.register("raw", dataset)
         label = f"DataFrame[{len(dataset)} rows]"
+    elif locations.is_remote(dataset):  # in the bucket: read through pyarrow's S3 (DuckDB has no httpfs here)
+        if not locations.exists(dataset):
+            raise NotFound(f"dataset not found at {dataset}: pass a Parquet file or folder, or a DataFrame")
+        try:
+            con.register("raw", locations.read_arrow(dataset))
+        except OSError as exc:
+            raise InvalidInput(f"cannot read the dataset at {dataset} as Parquet: {exc}") from exc
+        label = str(dataset)
     else:
         path = Path(dataset)
         if path.is_dir():

@@ -20,7 +20,9 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow.dataset as pads
 
+from workbench import locations
 from workbench.config import Settings
 from workbench.errors import InvalidInput, NotFound, ServiceUnavailable, WorkbenchError
 from workbench.model_schema import conform_frame
@@ -106,15 +108,24 @@ def log_column(name: str) -> str:
 
 
 def read_reference_frame(path: str | Path, columns: Sequence[str], rows: int = REFERENCE_ROWS) -> pd.DataFrame:
-    """A reproducible sample of ``rows`` rows of a Parquet training frame (file or folder), ``columns`` only."""
-    source = Path(path)
-    if not source.exists():
-        raise NotFound(f"the training frame {source} recorded in the model's run does not exist any more; pass "
+    """A reproducible sample of ``rows`` rows of a Parquet training frame (file or folder, local or ``s3://``),
+    ``columns`` only."""
+    if not locations.exists(path):
+        raise NotFound(f"the training frame {path} recorded in the model's run does not exist any more; pass "
                        "reference=<a frame> to compare against another sample")
-    glob = str(source / "**" / "*.parquet") if source.is_dir() else str(source)
     con = duckdb.connect()
     try:
-        scan = "read_parquet('" + glob.replace("'", "''") + "', union_by_name=true)"
+        if locations.is_remote(path):  # in the bucket: the needed columns through pyarrow's S3, sampled here
+            fs, key = locations.resolve(path)
+            schema = pads.dataset(key, filesystem=fs, format="parquet").schema
+            table = pads.dataset(key, filesystem=fs, format="parquet").to_table(
+                columns=[c for c in columns if c in schema.names] or None)
+            con.register("reference_frame", table)
+            scan = "reference_frame"
+        else:
+            source = Path(path)
+            glob = str(source / "**" / "*.parquet") if source.is_dir() else str(source)
+            scan = "read_parquet('" + glob.replace("'", "''") + "', union_by_name=true)"
         present = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
         wanted = [c for c in columns if c in present]
         select = ", ".join('"' + c.replace('"', '""') + '"' for c in wanted) or "*"
@@ -154,6 +165,10 @@ def reference_profile(settings: Settings, ref: ModelReference, *, bins: int = DE
     if not ref.frame_path:
         raise NotFound(f"the run {ref.run_id} of {ref.model_uri} recorded no training frame (param frame_path); "
                        "pass reference=<a frame of training rows> to compare against")
+    if locations.is_remote(ref.frame_path):
+        from workbench.storage import activate
+
+        activate(settings)  # the frame the job read from the bucket
     sample = read_reference_frame(ref.frame_path, ref.feature_columns, rows)
     outputs: list[str] = []
     if with_outputs and ref.feature_columns and all(c in sample.columns for c in ref.feature_columns):

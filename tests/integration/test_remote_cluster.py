@@ -32,10 +32,19 @@ from remote_stack import Remote, cluster_toml, remote_stack
 from sklearn.metrics import roc_auc_score
 
 from workbench.config import load_settings
+from workbench.errors import ConfigError
 from workbench.pipeline import run_pipeline
 from workbench.registry.versions import register_run
 from workbench.services import ServiceManager
-from workbench.serving import Resources, delete_deployment, deploy, predict, read_predictions, wait_for_predictions
+from workbench.serving import (
+    Resources,
+    delete_deployment,
+    deploy,
+    list_deployments,
+    predict,
+    read_predictions,
+    wait_for_predictions,
+)
 from workbench.storage import list_objects
 from workbench.training import TrainingSpec, submit_training_job
 
@@ -153,6 +162,11 @@ def test_a_deployment_on_the_remote_head_ships_its_prediction_log_to_the_bucket(
     version = register_run(notebook, "wb-remote-model", job.run_id).version
 
     name = "remote-served"
+    # a feature-store model cannot be served there yet: refused before Serve is touched, nothing created
+    with pytest.raises(ConfigError, match="feature service 'deliveries_service'.*not supported yet"):
+        deploy(notebook, f"models:/wb-remote-model/{version}", name, feature_service="deliveries_service",
+               progress=False)
+    assert name not in [d.name for d in list_deployments(notebook)]
     info = deploy(notebook, f"models:/wb-remote-model/{version}", name, resources=Resources(num_cpus=0),
                   progress=False)
     try:

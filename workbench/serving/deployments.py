@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 import requests
 
 from workbench.config import Settings
-from workbench.errors import InvalidInput, NotFound, ServiceUnavailable, WorkbenchError
+from workbench.errors import ConfigError, InvalidInput, NotFound, ServiceUnavailable, WorkbenchError
 from workbench.runtime_env import serve_runtime_env
 from workbench.services.processes import processes_listening_on
 from workbench.serving.payload import DEPLOYMENT_CLASS, LEGACY_DEPLOYMENT_CLASSES
@@ -342,6 +342,13 @@ def _resolve(settings: Settings, model_uri: str, feature_service: str | None,
     service = feature_service or _service_tag(version.tags) or _service_tag(run_tags) or default_service or None
     info = _model_info(settings, resolved.load_uri)
     signature = read_signature(info.signature, resolved.load_uri)
+    if service and settings.state_in_bucket:
+        raise ConfigError(
+            f"{model_uri} takes features from the feature service {service!r}, and under the cluster profile "
+            f"with storage = 's3' the replicas run on nodes that cannot read the notebook's feature projects "
+            f"({settings.feast_dir}): serving feature-store models there is not supported yet. Train on the "
+            "dataset's own columns (02_features with features = 'none'), or serve this model from the local "
+            "profile")
     if service:
         request_schema(signature, open_lookup(settings, service, signature), resolved.load_uri)
     from workbench.data.task import TAG_TASK

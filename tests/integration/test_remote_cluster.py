@@ -51,10 +51,13 @@ from workbench.training import TrainingSpec, submit_training_job
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 
 _SHIFT = TEST_PORTS["mlflow_port"] - 25000  # the suite's port offset (a second xdist worker adds 1200)
-CLUSTER_PORTS = {"s3_port": 25620 + _SHIFT, "mlflow_port": 25630 + _SHIFT, "ray_port": 26400 + _SHIFT,
-                 "ray_dashboard_port": 28300 + _SHIFT, "ray_metrics_port": 29120 + _SHIFT,
-                 "serve_port": 27100 + _SHIFT, "haproxy_stats_port": 28430 + _SHIFT,
-                 "haproxy_metrics_port": 29130 + _SHIFT}
+# 25300-25399 (SeaweedFS takes s3_port and the seven above it): no port of the suite is in it, and none sits
+# 1200 above or below one of these, where the other xdist worker's stack would collide with this one (the
+# haproxy head of test_serving_haproxy serves on 27100 + 1200, which took an earlier dashboard port here)
+CLUSTER_PORTS = {name: port + _SHIFT for name, port in {
+    "s3_port": 25300, "mlflow_port": 25310, "ray_port": 25320, "ray_dashboard_port": 25330,
+    "ray_metrics_port": 25340, "serve_port": 25350, "haproxy_stats_port": 25360, "haproxy_metrics_port": 25370,
+    "redis_port": 25390}.items()}
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +165,9 @@ def test_a_deployment_on_the_remote_head_ships_its_prediction_log_to_the_bucket(
     version = register_run(notebook, "wb-remote-model", job.run_id).version
 
     name = "remote-served"
-    # a feature-store model cannot be served there yet: refused before Serve is touched, nothing created
-    with pytest.raises(ConfigError, match="feature service 'deliveries_service'.*not supported yet"):
+    # features from the default SQLite online store (the notebook's disk) cannot reach a replica there:
+    # refused before Serve is touched, nothing created
+    with pytest.raises(ConfigError, match="online store the cluster reaches"):
         deploy(notebook, f"models:/wb-remote-model/{version}", name, feature_service="deliveries_service",
                progress=False)
     assert name not in [d.name for d in list_deployments(notebook)]
@@ -261,3 +265,92 @@ def test_the_same_frame_is_copied_once(remote: Remote) -> None:
 
     fs, key = locations.resolve(first)
     pd.testing.assert_frame_equal(pd.read_parquet(key, filesystem=fs), copied)
+
+
+def test_a_feature_project_model_serves_on_the_remote_head_from_the_bucket_and_redis(remote: Remote) -> None:
+    """A feature project applied from the notebook (dataset by its s3:// URI, online store the cluster's Redis)
+    is published to the bucket; a replica on the remote head, which shares no folder with the notebook, opens it
+    from there and answers with the features the rows before each request give (computed here with pandas)."""
+    from workbench import locations
+    from workbench.data.generator import generate_transactions
+    from workbench.features import (
+        Aggregate,
+        Entity,
+        FeatureDeclaration,
+        Relative,
+        WindowedView,
+        apply_features,
+        feature_frame,
+        materialize_features,
+    )
+    from workbench.storage import activate
+
+    assert remote.redis, "the remote stack runs Redis for this test"
+    txns = generate_transactions(400, seed=11, n_users=15, n_merchants=5, days=3)
+    txns = txns[["transaction_id", "user_id", "amount", "event_timestamp", "is_fraud"]]
+    activate(remote.notebook)
+    dataset = f"{remote.notebook.object_store_uri}/test-data/{uuid.uuid4().hex[:8]}/txns.parquet"
+    locations.write_bytes(dataset, txns.to_parquet(index=False))
+    name = f"rf_{uuid.uuid4().hex[:6]}"
+    declaration = FeatureDeclaration(
+        name=name, timestamp="event_timestamp", entities=(Entity("user", ("user_id",)),),
+        views=(WindowedView("spend", "user", (Aggregate("count", "ever", name="n_ever"),
+                                              Aggregate("mean", "ever", column="amount", name="mean_ever"))),),
+        on_demand=(Relative("amount_vs_mean", value="amount", to="mean_ever", fill=1.0),),
+        request_columns=("amount",))
+
+    # the default online store is a SQLite file on the notebook's disk: refused before anything is written
+    with pytest.raises(ConfigError, match="online store the cluster reaches"):
+        apply_features(remote.notebook, declaration, dataset)
+    assert not list_objects(remote.notebook, f"{remote.notebook.object_store_uri}/features/{name}")
+
+    notebook = remote.notebook.replace(feast_online_store="redis", feast_online_store_connection=remote.redis)
+    project = apply_features(notebook, declaration, dataset)
+    materialize_features(notebook, project.name)
+    published = list_objects(notebook, f"{notebook.object_store_uri}/features/{name}")
+    assert sorted(o.uri.rsplit("/", 1)[1] for o in published) == [
+        "declaration.json", "manifest.json", "materialized.json", "registry.db"]
+    frame = feature_frame(notebook, project.name, dataset, label="is_fraud")
+    path = notebook.project_dir / "frames" / f"{name}.parquet"
+    path.parent.mkdir(exist_ok=True)
+    frame.to_parquet(path)
+    inputs = list(project.model_inputs)
+    spec = TrainingSpec(frame_path=str(path), feature_columns=inputs, label_column="is_fraud", task="binary",
+                        trainer="xgboost", n_estimators=10, max_depth=2, early_stopping_rounds=0, cpus_per_worker=0.5)
+    job = submit_training_job(notebook, spec)
+    assert job.wait(timeout_s=900, progress=False) == "SUCCEEDED", job.logs()[-3000:]
+    model = f"wb-remote-features-{uuid.uuid4().hex[:6]}"
+    version = register_run(notebook, model, job.run_id).version
+
+    shutil.rmtree(project.path)  # the notebook's copy goes: deploy and the replica open what the bucket holds
+    deployment = "remote-features"
+    deploy(notebook, f"models:/{model}/{version}", deployment, feature_service=project.service,
+           resources=Resources(num_cpus=0), progress=False)
+    try:
+        after = txns["event_timestamp"].max() + pd.Timedelta(hours=1)  # every row is before the request
+        users = sorted(txns["user_id"].unique())[:8]
+        rows = [{"user_id": int(u), "amount": 10.0 + 7 * i, "event_timestamp": after.isoformat()}
+                for i, u in enumerate(users)]
+        answered = predict(notebook, deployment, rows)["predictions"]
+        assert len(answered) == len(rows)
+        logged = wait_for_predictions(notebook, deployment, [p["request_id"] for p in answered], timeout_s=180)
+        logged = logged.set_index("user_id").loc[users]
+        history = txns.groupby("user_id")["amount"]
+        np.testing.assert_array_equal(logged["n_ever"].to_numpy(), history.count().loc[users].to_numpy())
+        np.testing.assert_allclose(logged["mean_ever"].to_numpy(), history.mean().loc[users].to_numpy(), rtol=1e-9)
+        np.testing.assert_allclose(logged["amount_vs_mean"].to_numpy(),
+                                   [r["amount"] for r in rows] / history.mean().loc[users].to_numpy(), rtol=1e-9)
+        # the scores are the registered model's on those features
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(notebook.mlflow_uri)
+        try:
+            loaded = mlflow.pyfunc.load_model(f"models:/{model}/{version}")
+        finally:
+            mlflow.set_tracking_uri(previous)
+        scored = loaded.predict(logged[inputs].reset_index(drop=True))
+        want = np.asarray(scored)[:, -1] if np.asarray(scored).ndim == 2 else np.asarray(scored)
+        got = [p["score"] for p in answered]
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+        assert not remote.cluster.feast_dir.exists() or not any(remote.cluster.feast_dir.rglob("*.db"))
+    finally:
+        delete_deployment(notebook, deployment)

@@ -73,6 +73,22 @@ def test_remote_store_connection_failures_become_service_unavailable(tmp_path: P
     assert type(local) is WorkbenchError and "bad" in str(local)
 
 
+def test_a_cluster_without_the_notebooks_disk_needs_an_online_store_it_reaches(tmp_path: Path) -> None:
+    from workbench.features.shared import check_online_store, publish
+
+    cluster = Settings(project_dir=tmp_path, profile="cluster", storage="s3", s3_endpoint_url="http://s3.team:8333",
+                       mlflow_uri="http://mlflow.team:5000", ray_address="http://ray.team:8265")
+    with pytest.raises(ConfigError, match="feast_online_store = 'redis'"):
+        check_online_store(cluster)
+    check_online_store(cluster.replace(feast_online_store="redis", feast_online_store_connection="redis.team:6379"))
+    check_online_store(Settings(project_dir=tmp_path))  # the local profile's SQLite file is the notebook's own
+    check_online_store(cluster.replace(storage="local"))  # a cluster that shares the disk reads it there
+    # publishing is for a cluster without the notebook's disk only: elsewhere the bucket is never asked
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "declaration.json").write_text("{}")
+    assert publish(Settings(project_dir=tmp_path), "p", tmp_path / "p", ["declaration.json"]) == []
+
+
 def test_store_before_apply_says_what_to_run(tmp_path: Path) -> None:
     with pytest.raises(NotFound, match=r"apply_repo\(settings\)"):
         feature_store(Settings(project_dir=tmp_path))

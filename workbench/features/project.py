@@ -9,7 +9,9 @@ Each project lives in ``<feast_dir>/<project name>/``::
     declaration.json     the declaration, so a replica can look features up by project name alone
     manifest.json        what the last apply computed (rows, time range, column types)
 
-so applying or materializing one project never touches another's files, registry or online rows.
+so applying or materializing one project never touches another's files, registry or online rows. On a
+cluster sharing no disk with the notebook (``Settings.state_in_bucket``) apply and materialize also publish
+what a replica needs to the bucket, and replicas mirror it (:mod:`workbench.features.shared`).
 
 The four calls of the features stage::
 
@@ -53,6 +55,7 @@ from workbench.features.declaration import (
     feast_type_name,
 )
 from workbench.features.repo import _check_client, _online_store_config, online_store_error
+from workbench.features.shared import check_online_store, mirror, publish, published_services
 from workbench.features.tables import (
     FEATURE_TIMESTAMP,
     US,
@@ -76,6 +79,8 @@ MATERIALIZED_FILE = "materialized.json"
 YAML_FILE = "feature_store.yaml"
 REGISTRY_FILE = "registry.db"
 ONLINE_FILE = "online.db"
+PUBLISHED = (MANIFEST_FILE, REGISTRY_FILE, MATERIALIZED_FILE, DECLARATION_FILE)
+"""What a replica on a cluster without the notebook's disk needs of a project (workbench.features.shared)."""
 ENTITY_TIMESTAMP = "event_timestamp"
 NO_TIME = pd.Timestamp("2000-01-01", tz="UTC")
 """The entity-row time of a dataset without a timestamp (its feature rows sit at the epoch)."""
@@ -355,6 +360,8 @@ def feature_project(settings: Settings, name: str) -> FeatureProject:
 def project_for_service(settings: Settings, service: str) -> str:
     """The name of the applied project whose feature service is ``service`` (what a model's
     ``workbench.feature_service`` tag names), or NotFound listing the services there are."""
+    if settings.state_in_bucket:
+        return _published_project(settings, service)
     known: dict[str, str] = {}
     root = settings.feast_dir
     for path in sorted(root.glob(f"*/{DECLARATION_FILE}")) if root.is_dir() else []:
@@ -369,6 +376,25 @@ def project_for_service(settings: Settings, service: str) -> str:
     return known[service]
 
 
+def _published_project(settings: Settings, service: str) -> str:
+    """With state in the bucket, the project serving ``service`` as published there, mirrored into this
+    process's feast_dir (a replica on the cluster has no other copy), its feature_store.yaml written from
+    this process's settings."""
+    check_online_store(settings)
+    known = published_services(settings, DECLARATION_FILE)
+    if service not in known:
+        raise NotFound(f"no feature project in the bucket serves feature service {service!r}; known services: "
+                       f"{sorted(known)} (apply_features publishes a project under this profile)")
+    name = known[service]
+    folder = project_dir(settings, name)
+    mirror(settings, name, folder, PUBLISHED)
+    text = project_yaml(settings, name)
+    path = folder / YAML_FILE
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
+    return name
+
+
 # apply / materialize ----------------------------------------------------------------------------
 def apply_features(settings: Settings, declaration: FeatureDeclaration, dataset: Dataset) -> FeatureProject:
     """Check the declaration against the dataset, compute its tables (DuckDB), apply its Feast project.
@@ -380,6 +406,7 @@ def apply_features(settings: Settings, declaration: FeatureDeclaration, dataset:
     if not isinstance(declaration, FeatureDeclaration):
         raise InvalidInput(f"declaration must be a FeatureDeclaration, got {type(declaration).__name__}")
     text = project_yaml(settings, declaration.name)  # ConfigError before any work when settings are wrong
+    check_online_store(settings)
     _check_client(settings)
     con, types, label = connect(dataset, declaration.timestamp)
     declaration.check(types)
@@ -419,6 +446,7 @@ def apply_features(settings: Settings, declaration: FeatureDeclaration, dataset:
                 "first_event_us": first_us, "last_event_us": last_us, "types": types,
                 "apply_seconds": seconds}
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    publish(settings, declaration.name, folder, PUBLISHED)  # for a cluster's replicas, with state in the bucket
     return _info(declaration, settings, tables, seconds)
 
 
@@ -465,6 +493,7 @@ def materialize_features(settings: Settings, name: str, end: datetime | None = N
     info = ProjectMaterializeInfo(name, tuple(views), start, end, time.perf_counter() - started)
     (folder / MATERIALIZED_FILE).write_text(json.dumps(
         {"start": start.isoformat(), "end": end.isoformat(), "views": views, "seconds": info.seconds}, indent=2))
+    publish(settings, name, folder, (MATERIALIZED_FILE,))
     _services.pop(str(folder), None)
     return info
 

@@ -342,13 +342,12 @@ def _resolve(settings: Settings, model_uri: str, feature_service: str | None,
     service = feature_service or _service_tag(version.tags) or _service_tag(run_tags) or default_service or None
     info = _model_info(settings, resolved.load_uri)
     signature = read_signature(info.signature, resolved.load_uri)
-    if service and settings.state_in_bucket:
+    if service == FEATURE_SERVICE and settings.state_in_bucket:
         raise ConfigError(
-            f"{model_uri} takes features from the feature service {service!r}, and under the cluster profile "
-            f"with storage = 's3' the replicas run on nodes that cannot read the notebook's feature projects "
-            f"({settings.feast_dir}): serving feature-store models there is not supported yet. Train on the "
-            "dataset's own columns (02_features with features = 'none'), or serve this model from the local "
-            "profile")
+            f"{model_uri} takes features from {service!r}, the fraud demo's global feature repository, which lives "
+            f"on the notebook's disk ({settings.feast_dir}); replicas on a cluster sharing no disk with it cannot "
+            "open it. Declare the features as a feature project (workbench.features.apply_features publishes it "
+            "to the bucket), or serve this model from the local profile")
     if service:
         request_schema(signature, open_lookup(settings, service, signature), resolved.load_uri)
     from workbench.data.task import TAG_TASK
